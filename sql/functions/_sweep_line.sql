@@ -1,0 +1,30 @@
+SET ROLE credit_owner;
+
+-- Marks up to max_count (NULL: all) of a line's expired holds 'expired' and
+-- takes them out of its reserved total. The caller holds the line's row lock.
+CREATE OR REPLACE FUNCTION credit._sweep_line(line_id bigint, max_count integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+    v_amount numeric;
+BEGIN
+    WITH gone AS (
+        UPDATE credit.reservation r
+           SET status = 'expired', expired_at = now()
+         WHERE r.id IN (SELECT x.id FROM credit.reservation x
+                         WHERE x.line_id = _sweep_line.line_id AND x.status = 'active'
+                           AND x.expires_at <= now()
+                         ORDER BY x.expires_at LIMIT max_count)
+        RETURNING r.amount)
+    SELECT count(*), coalesce(sum(gone.amount), 0)
+      INTO v_count, v_amount FROM gone;
+
+    UPDATE credit.line l
+       SET reserved = l.reserved - v_amount,
+           next_expiry = (SELECT min(x.expires_at) FROM credit.reservation x
+                           WHERE x.line_id = _sweep_line.line_id AND x.status = 'active')
+     WHERE l.id = _sweep_line.line_id;
+    RETURN v_count;
+END
+$$;
+REVOKE ALL ON FUNCTION credit._sweep_line(bigint, integer) FROM PUBLIC;

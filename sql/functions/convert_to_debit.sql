@@ -1,0 +1,68 @@
+SET ROLE credit_owner;
+
+-- Turns a hold into a DEBIT due on due_date (default: today + payment terms).
+-- An amount below the hold debits that much and releases the rest (partial
+-- delivery); NULL means the whole hold.
+CREATE OR REPLACE FUNCTION credit.convert_to_debit(
+    wholesaler_id text, retailer_id text, order_ref text,
+    amount numeric DEFAULT NULL, due_date date DEFAULT NULL)
+RETURNS credit.convert_result
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_amount numeric;
+    l credit.line;
+    h credit.reservation;
+    v_available numeric;
+    v_due date;
+    v_entry bigint;
+BEGIN
+    PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
+    PERFORM credit._require_id(retailer_id, 'retailer_id');
+    PERFORM credit._require_id(order_ref, 'order_ref');
+    IF amount IS NOT NULL THEN
+        v_amount := credit._money(amount, 'amount', 'positive');
+    END IF;
+    IF NOT isfinite(due_date) THEN
+        RAISE USING ERRCODE = '22023', MESSAGE = format('due_date must be a finite date, got %s', due_date);
+    END IF;
+
+    l := credit._lock_line(wholesaler_id, retailer_id);
+    IF l.id IS NULL THEN
+        RETURN ('line_not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, false)::credit.convert_result;
+    END IF;
+    v_available := l.credit_limit - l.reserved - l.outstanding;
+
+    SELECT * INTO h FROM credit.reservation r
+     WHERE r.line_id = l.id AND r.order_ref = convert_to_debit.order_ref;
+    IF h.id IS NULL THEN
+        RETURN ('reservation_not_found', NULL, NULL, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
+    ELSIF h.status = 'converted' THEN
+        SELECT e.due_date INTO v_due FROM credit.ledger_entry e WHERE e.id = h.debit_entry_id;
+        RETURN (CASE WHEN coalesce(v_amount, h.amount) = h.converted_amount THEN 'ok'
+                     ELSE 'exists_with_different_amount' END,
+                h.id, h.status, h.debit_entry_id, h.converted_amount, h.released_amount, v_due, v_available,
+                coalesce(v_amount, h.amount) = h.converted_amount)::credit.convert_result;
+    ELSIF h.status <> 'active' THEN
+        RETURN ('reservation_' || h.status, h.id, h.status, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
+    ELSIF v_amount > h.amount THEN
+        RETURN ('exceeds_reservation_amount', h.id, h.status, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
+    END IF;
+
+    v_amount := coalesce(v_amount, h.amount);
+    v_due := coalesce(due_date, current_date + l.payment_terms_days);
+    INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, due_date, reservation_id)
+    VALUES (l.id, 'DEBIT', v_amount, order_ref, v_due, h.id)
+    RETURNING id INTO v_entry;
+    UPDATE credit.reservation r
+       SET status = 'converted', converted_at = now(), converted_amount = v_amount,
+           released_amount = h.amount - v_amount, debit_entry_id = v_entry
+     WHERE r.id = h.id;
+    UPDATE credit.line x
+       SET reserved = x.reserved - h.amount, outstanding = x.outstanding + v_amount
+     WHERE x.id = l.id;
+    RETURN ('ok', h.id, 'converted', v_entry, v_amount, h.amount - v_amount, v_due,
+            v_available + h.amount - v_amount, false)::credit.convert_result;
+END
+$$;
+REVOKE ALL ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date) TO credit_app;

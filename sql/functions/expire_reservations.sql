@@ -1,0 +1,33 @@
+SET ROLE credit_owner;
+
+-- Marks up to max_count expired holds 'expired'; returns how many. Expired
+-- holds already stop counting before this runs; the sweep makes it visible in
+-- their status. Lines locked by a running operation are skipped, not waited
+-- for: that operation sweeps its own line. Lines are locked in ascending id order.
+CREATE OR REPLACE FUNCTION credit.expire_reservations(max_count integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_line bigint;
+    v_done integer := 0;
+BEGIN
+    IF max_count IS NULL OR max_count NOT BETWEEN 1 AND 1000000 THEN
+        RAISE USING ERRCODE = '22023',
+            MESSAGE = format('max_count must be between 1 and 1000000, got %s', coalesce(max_count::text, 'NULL'));
+    END IF;
+    FOR v_line IN
+        SELECT l.id FROM credit.line l
+         WHERE l.id IN (SELECT r.line_id FROM credit.reservation r
+                         WHERE r.status = 'active' AND r.expires_at <= now()
+                         ORDER BY r.expires_at LIMIT max_count)
+         ORDER BY l.id
+           FOR NO KEY UPDATE SKIP LOCKED
+    LOOP
+        v_done := v_done + credit._sweep_line(v_line, max_count - v_done);
+        EXIT WHEN v_done >= max_count;
+    END LOOP;
+    RETURN v_done;
+END
+$$;
+REVOKE ALL ON FUNCTION credit.expire_reservations(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.expire_reservations(integer) TO credit_app;

@@ -1,0 +1,24 @@
+SET ROLE credit_owner;
+
+-- Reads the line's totals without locking it: O(1) in its history.
+CREATE OR REPLACE FUNCTION credit.get_available(wholesaler_id text, retailer_id text)
+RETURNS credit.available_result
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r credit.available_result;
+BEGIN
+    PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
+    PERFORM credit._require_id(retailer_id, 'retailer_id');
+    SELECT 'ok', l.credit_limit, v.reserved, l.outstanding, l.credit_limit - v.reserved - l.outstanding,
+           l.status, l.currency
+      INTO r
+      FROM credit.line l, LATERAL (SELECT credit._reserved_now(l) AS reserved) v
+     WHERE l.wholesaler_id = get_available.wholesaler_id AND l.retailer_id = get_available.retailer_id;
+    IF NOT FOUND THEN
+        RETURN ('line_not_found', NULL, NULL, NULL, NULL, NULL, NULL)::credit.available_result;
+    END IF;
+    RETURN r;
+END
+$$;
+REVOKE ALL ON FUNCTION credit.get_available(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.get_available(text, text) TO credit_app, credit_auditor;

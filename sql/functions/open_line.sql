@@ -1,0 +1,49 @@
+SET ROLE credit_owner;
+
+-- Opens the line of (wholesaler_id, retailer_id). Opening it again with the
+-- same terms is a replay; with other terms, exists_with_different_terms (use
+-- set_credit_limit to change a limit).
+CREATE OR REPLACE FUNCTION credit.open_line(
+    wholesaler_id text, retailer_id text, credit_limit numeric,
+    currency text DEFAULT 'INR', payment_terms_days integer DEFAULT 30)
+RETURNS credit.open_line_result
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_limit numeric;
+    l credit.line;
+    v_reserved numeric;
+    v_same boolean;
+BEGIN
+    PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
+    PERFORM credit._require_id(retailer_id, 'retailer_id');
+    v_limit := credit._money(credit_limit, 'credit_limit', 'non_negative');
+    IF currency IS NULL OR NOT EXISTS (SELECT FROM credit.currency c WHERE c.code = open_line.currency) THEN
+        RAISE USING ERRCODE = '22023',
+            MESSAGE = format('currency must be an ISO 4217 code such as INR, got %L', currency);
+    END IF;
+    IF payment_terms_days IS NULL OR payment_terms_days NOT BETWEEN 0 AND 365 THEN
+        RAISE USING ERRCODE = '22023',
+            MESSAGE = format('payment_terms_days must be between 0 and 365, got %s', coalesce(payment_terms_days::text, 'NULL'));
+    END IF;
+
+    INSERT INTO credit.line (wholesaler_id, retailer_id, credit_limit, currency, payment_terms_days)
+    VALUES (wholesaler_id, retailer_id, v_limit, currency, payment_terms_days)
+    ON CONFLICT ON CONSTRAINT line_wholesaler_id_retailer_id_key DO NOTHING
+    RETURNING * INTO l;
+    IF l.id IS NOT NULL THEN
+        INSERT INTO credit.line_event (line_id, kind, new_limit) VALUES (l.id, 'opened', v_limit);
+        RETURN ('ok', l.id, v_limit, 0, 0, v_limit, l.status, false)::credit.open_line_result;
+    END IF;
+
+    SELECT * INTO l FROM credit.line x
+     WHERE x.wholesaler_id = open_line.wholesaler_id AND x.retailer_id = open_line.retailer_id;
+    v_reserved := credit._reserved_now(l);
+    v_same := l.credit_limit = v_limit AND l.currency = open_line.currency
+              AND l.payment_terms_days = open_line.payment_terms_days;
+    RETURN (CASE WHEN v_same THEN 'ok' ELSE 'exists_with_different_terms' END,
+            l.id, l.credit_limit, v_reserved, l.outstanding, l.credit_limit - v_reserved - l.outstanding,
+            l.status, v_same)::credit.open_line_result;
+END
+$$;
+REVOKE ALL ON FUNCTION credit.open_line(text, text, numeric, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.open_line(text, text, numeric, text, integer) TO credit_app;

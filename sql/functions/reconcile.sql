@@ -1,0 +1,77 @@
+SET ROLE credit_owner;
+
+-- Proves the running totals and links against the rows. No rows: healthy.
+-- Reads whole tables: a DBA check, not something for the request path.
+CREATE OR REPLACE FUNCTION credit.reconcile()
+RETURNS TABLE (check_name text, wholesaler_id text, retailer_id text,
+               expected numeric, actual numeric, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    -- line.reserved = sum of its active holds (expired-but-unswept still count
+    -- here: the sweep, not the reader, moves the stored total).
+    SELECT 'reserved_total', l.wholesaler_id, l.retailer_id, coalesce(h.total, 0), l.reserved,
+           'line.reserved differs from the sum of its active holds'
+      FROM credit.line l
+      LEFT JOIN (SELECT r.line_id, sum(r.amount) AS total FROM credit.reservation r
+                  WHERE r.status = 'active' GROUP BY r.line_id) h ON h.line_id = l.id
+     WHERE l.reserved <> coalesce(h.total, 0)
+    UNION ALL
+    SELECT 'outstanding_total', l.wholesaler_id, l.retailer_id, coalesce(e.total, 0), l.outstanding,
+           'line.outstanding differs from DEBIT - CREDIT - REVERSAL + ADJUSTMENT'
+      FROM credit.line l
+      LEFT JOIN (SELECT x.line_id,
+                        sum(CASE WHEN x.entry_type IN ('CREDIT', 'REVERSAL') THEN -x.amount ELSE x.amount END) AS total
+                   FROM credit.ledger_entry x GROUP BY x.line_id) e ON e.line_id = l.id
+     WHERE l.outstanding <> coalesce(e.total, 0)
+    UNION ALL
+    -- Every converted hold has exactly one DEBIT, for its converted amount.
+    SELECT 'converted_hold_debit', l.wholesaler_id, l.retailer_id, r.converted_amount, d.total,
+           format('hold %s (order_ref %s) has %s DEBIT entries', r.id, r.order_ref, coalesce(d.n, 0))
+      FROM credit.reservation r
+      JOIN credit.line l ON l.id = r.line_id
+      LEFT JOIN (SELECT x.reservation_id, count(*) AS n, sum(x.amount) AS total, min(x.id) AS id
+                   FROM credit.ledger_entry x WHERE x.entry_type = 'DEBIT'
+                  GROUP BY x.reservation_id) d ON d.reservation_id = r.id
+     WHERE r.status = 'converted'
+       AND (d.n IS DISTINCT FROM 1 OR d.total <> r.converted_amount OR d.id <> r.debit_entry_id)
+    UNION ALL
+    -- Every DEBIT comes from a hold, which is converted and points back to it.
+    SELECT 'debit_hold_link', l.wholesaler_id, l.retailer_id, NULL, e.amount,
+           format('DEBIT %s (ref %s) points to hold %s in status %s', e.id, e.ref,
+                  coalesce(e.reservation_id::text, 'none'), coalesce(r.status, 'none'))
+      FROM credit.ledger_entry e
+      JOIN credit.line l ON l.id = e.line_id
+      LEFT JOIN credit.reservation r ON r.id = e.reservation_id
+     WHERE e.entry_type = 'DEBIT'
+       AND (r.id IS NULL OR r.status <> 'converted' OR r.debit_entry_id <> e.id)
+    UNION ALL
+    SELECT 'hold_amount', l.wholesaler_id, l.retailer_id, NULL, r.amount,
+           format('hold %s (order_ref %s) has a negative, zero or NaN amount', r.id, r.order_ref)
+      FROM credit.reservation r JOIN credit.line l ON l.id = r.line_id
+     WHERE r.amount <= 0 OR r.amount = 'NaN' OR r.released_amount < 0 OR r.converted_amount < 0
+    UNION ALL
+    SELECT 'reversal_exceeds_debit', l.wholesaler_id, l.retailer_id, d.amount, v.total,
+           format('reversals of DEBIT %s (ref %s) exceed it', d.id, d.ref)
+      FROM (SELECT x.debit_id, sum(x.amount) AS total FROM credit.ledger_entry x
+             WHERE x.entry_type = 'REVERSAL' GROUP BY x.debit_id) v
+      JOIN credit.ledger_entry d ON d.id = v.debit_id
+      JOIN credit.line l ON l.id = d.line_id
+     WHERE v.total > d.amount
+    UNION ALL
+    -- Exposure only grows past the limit through a limit decrease or a positive
+    -- adjustment made since the line's last reservation (each reservation was
+    -- checked against the limit); anything else means credit was overspent.
+    SELECT 'over_limit', l.wholesaler_id, l.retailer_id, l.credit_limit, l.reserved + l.outstanding,
+           'reserved + outstanding exceeds credit_limit with no later limit decrease or positive adjustment'
+      FROM credit.line l
+      LEFT JOIN LATERAL (SELECT max(r.created_at) AS at FROM credit.reservation r
+                          WHERE r.line_id = l.id) last ON true
+     WHERE l.reserved + l.outstanding > l.credit_limit
+       AND NOT EXISTS (SELECT FROM credit.line_event ev
+                        WHERE ev.line_id = l.id AND ev.kind = 'limit_changed' AND ev.new_limit < ev.old_limit
+                          AND ev.created_at >= coalesce(last.at, '-infinity'))
+       AND NOT EXISTS (SELECT FROM credit.ledger_entry a
+                        WHERE a.line_id = l.id AND a.entry_type = 'ADJUSTMENT' AND a.amount > 0
+                          AND a.created_at >= coalesce(last.at, '-infinity'))
+$$;
+REVOKE ALL ON FUNCTION credit.reconcile() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.reconcile() TO credit_app, credit_auditor;
