@@ -1,0 +1,255 @@
+"""CreditClient and AsyncCreditClient: one method per SQL function, same names.
+
+The methods are written once, in ``_Api``; each returns ``self._call(...)``,
+which is a result in the sync client and an awaitable of one in the async
+client. Retries, error translation and result building are shared too; only
+the few lines that touch the connection exist twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import time
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+
+from . import errors
+from .queries import QUERIES, Query
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry policy for lock timeouts, deadlocks, serialization failures and lost
+    connections. Each retry repeats the call with the same idempotency key, after a
+    full-jitter exponential backoff."""
+
+    attempts: int = 5
+    base_delay: float = 0.05
+    max_delay: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** attempt))
+
+
+def _money(value: Any, name: str) -> Any:
+    if isinstance(value, float):
+        raise TypeError(f"{name} must be a Decimal or an int, not a float: money is never float")
+    return value
+
+
+def _finish(query: Query, rows: list[dict], check: bool) -> Any:
+    if query.many:
+        return [query.result(**row) for row in rows]
+    (row,) = rows
+    if query.result is int:
+        return next(iter(row.values()))
+    result = query.result(**row)
+    if check and result.code != "ok":
+        raise errors.refusal(result)
+    return result
+
+
+def _failure(exc: psycopg.Error) -> Exception:
+    translated = errors.translate(exc)
+    if translated is exc:
+        return errors.CreditDatabaseError(str(exc).strip(), exc.sqlstate)
+    return translated
+
+
+class _Api:
+    """The public API. Arguments are those of the SQL functions; money is Decimal
+    (or int) in and Decimal out. A non-ok code raises the matching
+    ``CreditRefused`` subclass unless ``check=False``."""
+
+    def open_line(self, wholesaler_id: str, retailer_id: str, credit_limit: Decimal,
+                  currency: str = "INR", payment_terms_days: int = 30, *, check: bool = True):
+        return self._call("open_line", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id,
+            credit_limit=_money(credit_limit, "credit_limit"), currency=currency,
+            payment_terms_days=payment_terms_days))
+
+    def set_credit_limit(self, wholesaler_id: str, retailer_id: str, credit_limit: Decimal,
+                         reason: str, *, check: bool = True):
+        return self._call("set_credit_limit", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id,
+            credit_limit=_money(credit_limit, "credit_limit"), reason=reason))
+
+    def block_line(self, wholesaler_id: str, retailer_id: str, reason: str, *, check: bool = True):
+        return self._call("block_line", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, reason=reason))
+
+    def unblock_line(self, wholesaler_id: str, retailer_id: str, reason: str, *, check: bool = True):
+        return self._call("unblock_line", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, reason=reason))
+
+    def get_available(self, wholesaler_id: str, retailer_id: str, *, check: bool = True):
+        return self._call("get_available", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id))
+
+    def can_reserve(self, wholesaler_id: str, retailer_id: str, amount: Decimal, *, check: bool = False):
+        """A question, so its refusals are answers: check defaults to False here."""
+        return self._call("can_reserve", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, amount=_money(amount, "amount")))
+
+    def reserve_credit(self, wholesaler_id: str, retailer_id: str, order_ref: str, amount: Decimal,
+                       expires_in: dt.timedelta | None = None, *, check: bool = True):
+        return self._call("reserve_credit", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, order_ref=order_ref,
+            amount=_money(amount, "amount"), expires_in=expires_in))
+
+    def release_reservation(self, wholesaler_id: str, retailer_id: str, order_ref: str,
+                            reason: str | None = None, *, check: bool = True):
+        return self._call("release_reservation", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, order_ref=order_ref, reason=reason))
+
+    def convert_to_debit(self, wholesaler_id: str, retailer_id: str, order_ref: str,
+                         amount: Decimal | None = None, due_date: dt.date | None = None,
+                         *, check: bool = True):
+        return self._call("convert_to_debit", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, order_ref=order_ref,
+            amount=_money(amount, "amount"), due_date=due_date))
+
+    def record_payment(self, wholesaler_id: str, retailer_id: str, payment_ref: str, amount: Decimal,
+                       *, check: bool = True):
+        return self._call("record_payment", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, payment_ref=payment_ref,
+            amount=_money(amount, "amount")))
+
+    def reverse_debit(self, wholesaler_id: str, retailer_id: str, order_ref: str, reversal_ref: str,
+                      amount: Decimal, reason: str, *, check: bool = True):
+        return self._call("reverse_debit", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, order_ref=order_ref,
+            reversal_ref=reversal_ref, amount=_money(amount, "amount"), reason=reason))
+
+    def adjust_balance(self, wholesaler_id: str, retailer_id: str, adjustment_ref: str, amount: Decimal,
+                       reason: str, *, check: bool = True):
+        return self._call("adjust_balance", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, adjustment_ref=adjustment_ref,
+            amount=_money(amount, "amount"), reason=reason))
+
+    def expire_reservations(self, max_count: int = 1000):
+        """How many expired holds this call marked 'expired'."""
+        return self._call("expire_reservations", False, dict(max_count=max_count))
+
+    def reconcile(self):
+        """The findings of credit.reconcile(); an empty list means healthy."""
+        return self._call("reconcile", False, {})
+
+    def statement(self, wholesaler_id: str, retailer_id: str, from_date: dt.date, to_date: dt.date):
+        return self._call("statement", False, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, from_date=from_date, to_date=to_date))
+
+
+class CreditClient(_Api):
+    """Synchronous client over a psycopg ``Connection``, a ``psycopg_pool.ConnectionPool``
+    or a conninfo string.
+
+    Retries need a transaction of the client's own: a call made while the given
+    connection is inside the caller's transaction runs in it and is not retried.
+    Only a pool or a conninfo string can recover from a lost connection.
+    """
+
+    def __init__(self, source: Any, *, retry: Retry = Retry()):
+        self._source = source
+        self._own: psycopg.Connection | None = None
+        self.retry = retry
+
+    def close(self) -> None:
+        if self._own is not None:
+            self._own.close()
+
+    @contextmanager
+    def _connection(self):
+        """Yields (connection, whether a failure may be retried)."""
+        src = self._source
+        if isinstance(src, str):
+            if self._own is None or self._own.closed:
+                self._own = psycopg.connect(src, autocommit=True)
+            yield self._own, True
+        elif isinstance(src, psycopg.Connection):
+            if src.info.transaction_status == TransactionStatus.IDLE:
+                with src.transaction():
+                    yield src, True
+            else:
+                yield src, False
+        else:
+            with src.connection() as conn:
+                yield conn, True
+
+    def _call(self, name: str, check: bool, params: dict) -> Any:
+        query = QUERIES[name]
+        for attempt in range(self.retry.attempts):
+            # A conninfo or a pool can reconnect; a given connection is decided by _connection.
+            retryable = not isinstance(self._source, psycopg.Connection)
+            try:
+                with self._connection() as (conn, retryable):
+                    with conn.cursor(row_factory=dict_row) as cur:
+                        cur.execute(query.sql, params)
+                        rows = cur.fetchall()
+            except psycopg.Error as exc:
+                if not (retryable and errors.is_retryable(exc)):
+                    raise _failure(exc) from exc
+                if attempt + 1 == self.retry.attempts:
+                    raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
+                time.sleep(self.retry.delay(attempt))
+            else:
+                return _finish(query, rows, check)
+        raise AssertionError("unreachable")
+
+
+class AsyncCreditClient(_Api):
+    """Asynchronous twin of CreditClient over an ``AsyncConnection``, an
+    ``AsyncConnectionPool`` or a conninfo string; every method is awaited."""
+
+    def __init__(self, source: Any, *, retry: Retry = Retry()):
+        self._source = source
+        self._own: psycopg.AsyncConnection | None = None
+        self.retry = retry
+
+    async def close(self) -> None:
+        if self._own is not None:
+            await self._own.close()
+
+    @asynccontextmanager
+    async def _connection(self):
+        src = self._source
+        if isinstance(src, str):
+            if self._own is None or self._own.closed:
+                self._own = await psycopg.AsyncConnection.connect(src, autocommit=True)
+            yield self._own, True
+        elif isinstance(src, psycopg.AsyncConnection):
+            if src.info.transaction_status == TransactionStatus.IDLE:
+                async with src.transaction():
+                    yield src, True
+            else:
+                yield src, False
+        else:
+            async with src.connection() as conn:
+                yield conn, True
+
+    async def _call(self, name: str, check: bool, params: dict) -> Any:
+        query = QUERIES[name]
+        for attempt in range(self.retry.attempts):
+            retryable = not isinstance(self._source, psycopg.AsyncConnection)
+            try:
+                async with self._connection() as (conn, retryable):
+                    async with conn.cursor(row_factory=dict_row) as cur:
+                        await cur.execute(query.sql, params)
+                        rows = await cur.fetchall()
+            except psycopg.Error as exc:
+                if not (retryable and errors.is_retryable(exc)):
+                    raise _failure(exc) from exc
+                if attempt + 1 == self.retry.attempts:
+                    raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
+                await asyncio.sleep(self.retry.delay(attempt))
+            else:
+                return _finish(query, rows, check)
+        raise AssertionError("unreachable")

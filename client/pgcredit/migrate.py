@@ -1,0 +1,76 @@
+"""Schema migrations (yoyo) followed by every function file, on every run.
+
+yoyo's post-apply hook does not run when no migration is pending, so the
+function files are loaded here instead, in one transaction, after the
+migrations and under yoyo's migration lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from yoyo import read_migrations
+from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+from yoyo.connections import parse_uri
+
+
+def sql_dir() -> Path:
+    """sql/ inside the installed wheel, else the source tree's sql/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sql", here.parents[1] / "sql"):
+        if (candidate / "migrations").is_dir():
+            return candidate
+    raise FileNotFoundError("pgcredit's sql/ directory is missing from this installation")
+
+
+@dataclass(frozen=True)
+class MigrateReport:
+    applied: list[str]
+    function_files: int
+
+
+def _backend(conninfo: str) -> PostgresqlPsycopgBackend:
+    # yoyo wants a URI of its own; connecting with the caller's conninfo keeps
+    # every libpq form (key=value, URI, sockets, service files) working.
+    class Backend(PostgresqlPsycopgBackend):
+        def connect(self, dburi):
+            return psycopg.connect(conninfo, autocommit=True)
+
+    backend = Backend(parse_uri("postgresql+psycopg://"), "_yoyo_migration")
+    backend.init_database()
+    return backend
+
+
+def pending(conninfo: str, root: Path | None = None) -> list[str]:
+    """Ids of the migrations not yet applied."""
+    root = root or sql_dir()
+    backend = _backend(conninfo)
+    try:
+        return [m.id for m in backend.to_apply(read_migrations(str(root / "migrations")))]
+    finally:
+        backend.connection.close()
+
+
+def load_functions(conninfo: str, directory: Path) -> int:
+    files = sorted(directory.glob("*.sql"))
+    with psycopg.connect(conninfo) as conn:
+        for path in files:
+            conn.execute(path.read_text(encoding="utf-8"))
+        conn.execute("RESET ROLE")
+    return len(files)
+
+
+def migrate(conninfo: str, root: Path | None = None) -> MigrateReport:
+    """Applies pending migrations, then (re)loads every function file."""
+    root = root or sql_dir()
+    backend = _backend(conninfo)
+    try:
+        with backend.lock():
+            todo = backend.to_apply(read_migrations(str(root / "migrations")))
+            backend.apply_migrations(todo)
+            count = load_functions(conninfo, root / "functions")
+    finally:
+        backend.connection.close()
+    return MigrateReport([m.id for m in todo], count)

@@ -1,0 +1,73 @@
+"""Every statement the client sends, in one place: named parameters, explicit casts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import results as r
+
+
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    result: Any  # dataclass for rows, int for a scalar
+    many: bool = False
+
+
+QUERIES: dict[str, Query] = {
+    "open_line": Query(
+        "SELECT * FROM credit.open_line(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(credit_limit)s::numeric, %(currency)s::text, %(payment_terms_days)s::integer)",
+        r.OpenLineResult),
+    "set_credit_limit": Query(
+        "SELECT * FROM credit.set_credit_limit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(credit_limit)s::numeric, %(reason)s::text)",
+        r.LimitResult),
+    "block_line": Query(
+        "SELECT * FROM credit.block_line(%(wholesaler_id)s::text, %(retailer_id)s::text, %(reason)s::text)",
+        r.StatusResult),
+    "unblock_line": Query(
+        "SELECT * FROM credit.unblock_line(%(wholesaler_id)s::text, %(retailer_id)s::text, %(reason)s::text)",
+        r.StatusResult),
+    "get_available": Query(
+        "SELECT * FROM credit.get_available(%(wholesaler_id)s::text, %(retailer_id)s::text)",
+        r.AvailableResult),
+    "can_reserve": Query(
+        "SELECT * FROM credit.can_reserve(%(wholesaler_id)s::text, %(retailer_id)s::text, %(amount)s::numeric)",
+        r.CanReserveResult),
+    "reserve_credit": Query(
+        "SELECT * FROM credit.reserve_credit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(order_ref)s::text, %(amount)s::numeric, %(expires_in)s::interval)",
+        r.ReserveResult),
+    "release_reservation": Query(
+        "SELECT * FROM credit.release_reservation(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(order_ref)s::text, %(reason)s::text)",
+        r.ReleaseResult),
+    "convert_to_debit": Query(
+        "SELECT * FROM credit.convert_to_debit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(order_ref)s::text, %(amount)s::numeric, %(due_date)s::date)",
+        r.ConvertResult),
+    "record_payment": Query(
+        "SELECT * FROM credit.record_payment(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(payment_ref)s::text, %(amount)s::numeric)",
+        r.EntryResult),
+    "reverse_debit": Query(
+        "SELECT * FROM credit.reverse_debit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(order_ref)s::text, %(reversal_ref)s::text, %(amount)s::numeric, %(reason)s::text)",
+        r.EntryResult),
+    "adjust_balance": Query(
+        "SELECT * FROM credit.adjust_balance(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(adjustment_ref)s::text, %(amount)s::numeric, %(reason)s::text)",
+        r.EntryResult),
+    "expire_reservations": Query(
+        "SELECT credit.expire_reservations(%(max_count)s::integer)",
+        int),
+    "reconcile": Query(
+        "SELECT * FROM credit.reconcile()",
+        r.Finding, many=True),
+    "statement": Query(
+        "SELECT * FROM credit.statement(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(from_date)s::date, %(to_date)s::date)",
+        r.StatementLine, many=True),
+}

@@ -1,0 +1,124 @@
+"""Frozen result types, one per SQL result type; fields in the SQL column order."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class OpenLineResult:
+    code: str
+    line_id: int | None
+    credit_limit: Decimal | None
+    reserved: Decimal | None
+    outstanding: Decimal | None
+    available: Decimal | None
+    status: str | None
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class LimitResult:
+    code: str
+    credit_limit: Decimal | None
+    reserved: Decimal | None
+    outstanding: Decimal | None
+    available: Decimal | None
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    code: str
+    status: str | None
+
+
+@dataclass(frozen=True)
+class AvailableResult:
+    code: str
+    credit_limit: Decimal | None
+    reserved: Decimal | None
+    outstanding: Decimal | None
+    available: Decimal | None
+    status: str | None
+    currency: str | None
+
+
+@dataclass(frozen=True)
+class CanReserveResult:
+    code: str
+    can_reserve: bool | None
+    available: Decimal | None
+    shortfall: Decimal | None
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    code: str
+    reservation_id: int | None
+    status: str | None
+    amount: Decimal | None
+    available: Decimal | None
+    shortfall: Decimal | None
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    code: str
+    reservation_id: int | None
+    status: str | None
+    released_amount: Decimal | None
+    available: Decimal | None
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    code: str
+    reservation_id: int | None
+    status: str | None
+    ledger_entry_id: int | None
+    debited_amount: Decimal | None
+    released_amount: Decimal | None
+    due_date: dt.date | None
+    available: Decimal | None
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """record_payment, reverse_debit and adjust_balance."""
+
+    code: str
+    ledger_entry_id: int | None
+    outstanding: Decimal | None
+    available: Decimal | None
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One row of reconcile(): something that does not add up."""
+
+    check_name: str
+    wholesaler_id: str
+    retailer_id: str
+    expected: Decimal | None
+    actual: Decimal | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One row of statement(); the first is the OPENING balance (entry_id None)."""
+
+    entry_id: int | None
+    created_at: dt.datetime
+    entry_type: str
+    ref: str | None
+    memo: str | None
+    due_date: dt.date | None
+    amount: Decimal
+    balance: Decimal
