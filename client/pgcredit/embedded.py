@@ -72,7 +72,7 @@ def find_bin_dir() -> Path:
 def major_version(bin_dir: Path) -> int:
     out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True,
                          check=True).stdout
-    return int(re.search(r"(\d+)", out.split(")")[-1]).group(1))
+    return int(re.search(r"\(PostgreSQL\) (\d+)", out).group(1))
 
 
 def _root() -> bool:
