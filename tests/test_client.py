@@ -1,0 +1,228 @@
+"""The Python client: Decimal and frozen results, typed errors, retries, pools, async."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import threading
+import time
+from decimal import Decimal as D
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+import pgcredit as pc
+from pgcredit import AsyncCreditClient, CreditClient, Retry
+
+W, R = "w", "r"
+FAST = Retry(attempts=3, base_delay=0.01, max_delay=0.05)
+
+
+def test_every_method_and_decimal_frozen_results(client):
+    opened = client.open_line(W, R, D("1000.00"))
+    assert isinstance(opened, pc.OpenLineResult) and isinstance(opened.available, D)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opened.code = "x"
+    assert client.set_credit_limit(W, R, 2000, "grow").credit_limit == D(2000)
+    assert client.block_line(W, R, "check").status == "blocked"
+    assert client.unblock_line(W, R, "fine").status == "active"
+    assert client.can_reserve(W, R, D(500)).can_reserve is True
+    held = client.reserve_credit(W, R, "o1", D("500.50"), dt.timedelta(hours=1))
+    assert (held.amount, held.available) == (D("500.50"), D("1499.50"))
+    client.reserve_credit(W, R, "o2", 100)
+    assert client.release_reservation(W, R, "o2", "cancelled").released_amount == D(100)
+    conv = client.convert_to_debit(W, R, "o1", D(500), dt.date(2030, 1, 1))
+    assert (conv.debited_amount, conv.released_amount, conv.due_date) == (D(500), D("0.50"), dt.date(2030, 1, 1))
+    assert client.record_payment(W, R, "p1", 100).outstanding == D(400)
+    assert client.reverse_debit(W, R, "o1", "rv1", 50, "returned").outstanding == D(350)
+    assert client.adjust_balance(W, R, "a1", D(-50), "discount").outstanding == D(300)
+    assert client.get_available(W, R).available == D(1700)
+    assert client.expire_reservations() == 0
+    assert client.reconcile() == []
+    lines = client.statement(W, R, dt.date(2000, 1, 1), dt.date(2100, 1, 1))
+    assert [x.entry_type for x in lines] == ["OPENING", "DEBIT", "CREDIT", "REVERSAL", "ADJUSTMENT"]
+    assert lines[-1].balance == D(300) and isinstance(lines[0], pc.StatementLine)
+
+
+def test_python_defaults_match_the_sql_defaults(client, conn):
+    client.open_line(W, "by-python", 10)
+    conn.execute("SELECT credit.open_line('w', 'by-sql', 10)")
+    terms = conn.execute("SELECT DISTINCT currency, payment_terms_days FROM credit.line").fetchall()
+    assert len(terms) == 1
+
+
+@pytest.mark.parametrize("setup, call, exc", [
+    ([], lambda c: c.get_available(W, "nobody"), pc.LineNotFound),
+    ([], lambda c: c.reserve_credit(W, "nobody", "o", 1), pc.LineNotFound),
+    ([("block_line", W, R, "x")], lambda c: c.reserve_credit(W, R, "o", 1), pc.LineBlocked),
+    ([], lambda c: c.release_reservation(W, R, "none"), pc.ReservationNotFound),
+    ([("reserve_credit", W, R, "o", 1), ("release_reservation", W, R, "o")],
+     lambda c: c.convert_to_debit(W, R, "o"), pc.ReservationReleased),
+    ([("reserve_credit", W, R, "o", 1), ("convert_to_debit", W, R, "o")],
+     lambda c: c.release_reservation(W, R, "o"), pc.ReservationConverted),
+    ([("reserve_credit", W, R, "o", 1)], lambda c: c.convert_to_debit(W, R, "o", 2), pc.ExceedsReservationAmount),
+    ([("reserve_credit", W, R, "o", 1)], lambda c: c.reserve_credit(W, R, "o", 2), pc.IdempotencyConflict),
+    ([], lambda c: c.open_line(W, R, 5), pc.IdempotencyConflict),
+    ([], lambda c: c.reverse_debit(W, R, "none", "rv", 1, "x"), pc.DebitNotFound),
+    ([("reserve_credit", W, R, "o", 1), ("convert_to_debit", W, R, "o")],
+     lambda c: c.reverse_debit(W, R, "o", "rv", 2, "x"), pc.ExceedsDebitAmount),
+    ([("record_payment", W, R, "p", 1)], lambda c: c.record_payment(W, R, "p", 2), pc.IdempotencyConflict),
+])
+def test_codes_raise_typed_errors_unless_check_false(client, setup, call, exc):
+    client.open_line(W, R, 100)
+    for name, *args in setup:
+        getattr(client, name)(*args)
+    with pytest.raises(exc) as err:
+        call(client)
+    assert isinstance(err.value, pc.CreditRefused) and isinstance(err.value, pc.CreditError)
+    assert err.value.result.code == err.value.code or exc is pc.IdempotencyConflict
+
+
+def test_insufficient_credit_carries_available_and_shortfall(client):
+    client.open_line(W, R, 100)
+    with pytest.raises(pc.InsufficientCredit) as err:
+        client.reserve_credit(W, R, "o", D("130.25"))
+    assert (err.value.available, err.value.shortfall) == (D(100), D("30.25"))
+    result = client.reserve_credit(W, R, "o", D("130.25"), check=False)
+    assert (result.code, result.shortfall) == ("insufficient_credit", D("30.25"))
+
+
+def test_reservation_expired_error(client):
+    client.open_line(W, R, 100)
+    client.reserve_credit(W, R, "o", 1, dt.timedelta(milliseconds=20))
+    time.sleep(0.1)
+    with pytest.raises(pc.ReservationExpired):
+        client.convert_to_debit(W, R, "o")
+
+
+def test_invalid_input_is_a_value_error_with_the_server_message(client, conn):
+    client.open_line(W, R, 100)
+    with pytest.raises(pc.InvalidInput) as err:
+        client.reserve_credit(W, R, "o", D("1.005"))
+    assert isinstance(err.value, ValueError) and isinstance(err.value, pc.CreditError)
+    assert not isinstance(err.value, psycopg.Error)
+    assert "amount must have at most 2 decimal places" in str(err.value)
+    assert err.value.sqlstate == "22023" and isinstance(err.value.__cause__, psycopg.Error)
+    assert conn.execute("SELECT count(*) FROM credit.reservation").fetchone()["count"] == 0
+
+
+def test_float_money_is_refused_before_sending(client):
+    with pytest.raises(TypeError, match="float"):
+        client.open_line(W, R, 100.0)
+
+
+def _hold_line_lock(dsn, seconds):
+    """Locks line (W, R) from another connection for `seconds`, in a thread."""
+    locked = threading.Event()
+
+    def hold():
+        with psycopg.connect(dsn) as other:
+            other.execute("SELECT * FROM credit.line WHERE wholesaler_id = %s FOR UPDATE", [W])
+            locked.set()
+            time.sleep(seconds)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    locked.wait()
+    return t
+
+
+def test_lock_wait_is_bounded_and_retried_then_busy(cluster, dbname, client):
+    client.open_line(W, R, 100)
+    short = CreditClient(cluster.dsn(dbname, options="-c credit.lock_timeout=100ms"), retry=FAST)
+    holder = _hold_line_lock(cluster.dsn(dbname), 1.5)
+    started = time.monotonic()
+    with pytest.raises(pc.CreditBusy) as err:
+        short.reserve_credit(W, R, "o", 1)
+    assert err.value.__cause__.sqlstate == "55P03"
+    assert time.monotonic() - started >= 3 * 0.1  # three attempts, each waited out its bound
+    holder.join()
+    short.close()
+    assert client.get_available(W, R).reserved == 0
+
+
+def test_retry_succeeds_once_the_lock_is_free(cluster, dbname, client):
+    client.open_line(W, R, 100)
+    patient = CreditClient(cluster.dsn(dbname, options="-c credit.lock_timeout=100ms"),
+                           retry=Retry(attempts=20, base_delay=0.05, max_delay=0.1))
+    holder = _hold_line_lock(cluster.dsn(dbname), 0.5)
+    assert patient.reserve_credit(W, R, "o", 7).replayed is False
+    holder.join()
+    patient.close()
+    assert client.get_available(W, R).reserved == D(7)
+
+
+def test_sql_lock_bound_default_and_session_setting_restored(dsn, conn):
+    conn.execute("SELECT credit.open_line('w', 'r', 100)")
+    holder = _hold_line_lock(dsn, 3)
+    with psycopg.connect(dsn) as waiter:
+        waiter.execute("SET lock_timeout = 0")
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            waiter.execute("SELECT * FROM credit.reserve_credit('w', 'r', 'o', 1)")
+        assert 1.9 <= time.monotonic() - started < 2.9  # the default bound is 2 s
+    holder.join()
+    with psycopg.connect(dsn) as c:
+        c.execute("SET lock_timeout = '7s'")
+        c.execute("SELECT * FROM credit.reserve_credit('w', 'r', 'o', 1)")
+        assert c.execute("SHOW lock_timeout").fetchone()[0] == "7s"
+
+
+def test_lost_connection_is_retried_with_the_same_key(client, conn):
+    client.open_line(W, R, 100)
+    pid = client._own.info.backend_pid
+    conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+    time.sleep(0.1)
+    assert client.reserve_credit(W, R, "o", 5).code == "ok"
+    assert client._own.info.backend_pid != pid
+    assert conn.execute("SELECT count(*) FROM credit.reservation").fetchone()["count"] == 1
+
+
+def test_inside_the_callers_transaction_the_call_joins_it_and_is_not_retried(cluster, dbname):
+    with psycopg.connect(cluster.dsn(dbname, options="-c credit.lock_timeout=100ms")) as c:
+        client = CreditClient(c, retry=FAST)
+        client.open_line(W, R, 100)  # idle connection: the client commits a transaction of its own
+        with c.transaction():
+            client.reserve_credit(W, R, "o", 5)
+            assert client.get_available(W, R).reserved == 5
+            raise psycopg.Rollback()
+        assert client.get_available(W, R).reserved == 0  # rolled back with the caller's transaction
+        holder = _hold_line_lock(cluster.dsn(dbname), 1.0)
+        with pytest.raises(pc.CreditDatabaseError) as err, c.transaction():
+            client.reserve_credit(W, R, "o", 5)
+        # Not CreditBusy: the caller's transaction is aborted, only the caller can retry it.
+        assert err.value.sqlstate == "55P03"
+        holder.join()
+
+
+def test_pool(dsn):
+    with ConnectionPool(dsn, min_size=1, max_size=4, open=True) as pool:
+        client = CreditClient(pool)
+        client.open_line(W, R, 100)
+        assert client.reserve_credit(W, R, "o", 60).available == D(40)
+        with pytest.raises(pc.InsufficientCredit):
+            client.reserve_credit(W, R, "o2", 41)
+
+
+def test_async_client_and_pool(dsn):
+    async def main():
+        async with AsyncConnectionPool(dsn, min_size=1, max_size=4, open=False) as pool:
+            client = AsyncCreditClient(pool)
+            await client.open_line(W, R, 100)
+            results = await asyncio.gather(*[client.reserve_credit(W, R, f"o{i}", 30, check=False)
+                                             for i in range(5)])
+            assert sorted(r.code for r in results) == ["insufficient_credit"] * 2 + ["ok"] * 3
+            with pytest.raises(pc.InsufficientCredit):
+                await client.reserve_credit(W, R, "x", 11)
+            with pytest.raises(pc.InvalidInput):
+                await client.reserve_credit(W, R, "x", D("NaN"))
+        direct = AsyncCreditClient(dsn)
+        assert (await direct.get_available(W, R)).reserved == D(90)
+        assert await direct.reconcile() == []
+        await direct.close()
+        async with await psycopg.AsyncConnection.connect(dsn) as aconn:
+            assert (await AsyncCreditClient(aconn).can_reserve(W, R, 11)).code == "insufficient_credit"
+
+    asyncio.run(main())

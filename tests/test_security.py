@@ -1,0 +1,124 @@
+"""Least privilege, pinned search_path, ownership and the append-only ledger."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from conftest import APP_USER, AUDITOR_USER, call
+
+API = ["open_line", "set_credit_limit", "block_line", "unblock_line", "get_available", "can_reserve",
+       "reserve_credit", "release_reservation", "convert_to_debit", "record_payment", "reverse_debit",
+       "adjust_balance", "expire_reservations", "reconcile", "statement"]
+TABLES = ["line", "line_event", "reservation", "ledger_entry", "refusal", "currency"]
+VIEWS = ["line_summary", "monitor_totals", "monitor_refusals"]
+
+
+def _as(cluster, dbname, user):
+    return psycopg.connect(cluster.dsn(dbname, user=user), autocommit=True)
+
+
+def test_app_calls_the_api_and_touches_no_table(cluster, dbname):
+    with _as(cluster, dbname, APP_USER) as app:
+        assert call(app, "open_line", "w", "r", 100)["code"] == "ok"
+        assert call(app, "reserve_credit", "w", "r", "o", 10)["code"] == "ok"
+        for table in TABLES:
+            for stmt in (f"SELECT 1 FROM credit.{table}", f"DELETE FROM credit.{table}"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    app.execute(stmt)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("SELECT credit._sweep_line(1, NULL)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("SELECT * FROM credit.line_summary")
+
+
+def test_auditor_reads_views_reconcile_and_statement_only(cluster, dbname):
+    with _as(cluster, dbname, AUDITOR_USER) as aud:
+        for view in VIEWS:
+            aud.execute(f"SELECT * FROM credit.{view}").fetchall()
+        assert aud.execute("SELECT count(*) FROM credit.reconcile()").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            aud.execute("SELECT * FROM credit.reserve_credit('w', 'r', 'o', 1)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            aud.execute("SELECT 1 FROM credit.ledger_entry")
+
+
+def test_public_gets_nothing(conn):
+    conn.execute("CREATE ROLE nobody_in_particular")
+    try:
+        callable_ = conn.execute("""
+            SELECT p.oid::regprocedure::text AS fn FROM pg_proc p
+             WHERE p.pronamespace = 'credit'::regnamespace
+               AND has_function_privilege('nobody_in_particular', p.oid, 'EXECUTE')""").fetchall()
+        assert callable_ == []
+        assert not conn.execute("SELECT has_schema_privilege('nobody_in_particular', 'credit', 'USAGE') AS u"
+                                ).fetchone()["u"]
+        # Functions added later start closed too (default privileges).
+        conn.execute("SET ROLE credit_owner")
+        conn.execute("CREATE FUNCTION credit.later() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        conn.execute("RESET ROLE")
+        assert not conn.execute("SELECT has_function_privilege('nobody_in_particular', 'credit.later()', "
+                                "'EXECUTE') AS x").fetchone()["x"]
+    finally:
+        conn.execute("DROP ROLE nobody_in_particular")
+
+
+def test_app_may_execute_exactly_the_api(conn):
+    rows = conn.execute("""
+        SELECT DISTINCT p.proname FROM pg_proc p
+         WHERE p.pronamespace = 'credit'::regnamespace
+           AND has_function_privilege('credit_app', p.oid, 'EXECUTE')""").fetchall()
+    assert sorted(r["proname"] for r in rows) == sorted(API)
+
+
+def test_security_definer_functions_pin_search_path(conn):
+    rows = conn.execute("""
+        SELECT p.oid::regprocedure::text AS fn, p.proconfig FROM pg_proc p
+         WHERE p.pronamespace = 'credit'::regnamespace AND p.prosecdef""").fetchall()
+    assert {r["fn"].split("(")[0] for r in rows} >= {f"credit.{f}" for f in API}
+    for r in rows:
+        assert r["proconfig"] == ["search_path=pg_catalog, pg_temp"], r["fn"]
+
+
+def test_everything_belongs_to_credit_owner(conn):
+    owners = conn.execute("""
+        SELECT 'function ' || p.oid::regprocedure AS obj, pg_get_userbyid(p.proowner) AS owner
+          FROM pg_proc p WHERE p.pronamespace = 'credit'::regnamespace
+        UNION ALL
+        SELECT 'relation ' || c.oid::regclass, pg_get_userbyid(c.relowner)
+          FROM pg_class c WHERE c.relnamespace = 'credit'::regnamespace
+        UNION ALL
+        SELECT 'type ' || t.oid::regtype, pg_get_userbyid(t.typowner)
+          FROM pg_type t WHERE t.typnamespace = 'credit'::regnamespace
+        UNION ALL
+        SELECT 'schema credit', pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'credit'
+    """).fetchall()
+    assert len(owners) > 40
+    assert [o for o in owners if o["owner"] != "credit_owner"] == []
+    assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'credit_owner'").fetchone() == \
+        {"rolcanlogin": False}
+
+
+def test_no_dynamic_sql(conn):
+    rows = conn.execute(r"""
+        SELECT p.proname FROM pg_proc p
+         WHERE p.pronamespace = 'credit'::regnamespace AND p.prosrc ~* '\mEXECUTE\M'""").fetchall()
+    assert rows == []
+
+
+@pytest.mark.parametrize("table", ["ledger_entry", "line_event"])
+@pytest.mark.parametrize("stmt", ["UPDATE credit.{t} SET created_at = now()", "DELETE FROM credit.{t}",
+                                  "TRUNCATE credit.{t} CASCADE"])
+@pytest.mark.parametrize("who", ["superuser", "credit_owner", "replica_mode"])
+def test_history_is_append_only_for_everyone(conn, table, stmt, who):
+    call(conn, "open_line", "w", "r", 100)
+    call(conn, "record_payment", "w", "r", "p", 5)
+    if who == "credit_owner":
+        conn.execute("SET ROLE credit_owner")
+    elif who == "replica_mode":  # ordinary triggers do not fire in this mode
+        conn.execute("SET session_replication_role = replica")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        conn.execute(stmt.format(t=table))
+    conn.execute("RESET ROLE")
+    conn.execute("RESET session_replication_role")
+    assert conn.execute(f"SELECT count(*) FROM credit.{table}").fetchone()["count"] == 1

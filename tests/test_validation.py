@@ -1,0 +1,120 @@
+"""Bad input: an SQL error of class 22 naming the argument, and nothing written."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal as D
+
+import psycopg
+import pytest
+
+from conftest import call, table_counts
+
+W, R = "w", "r"
+NAN, INF = D("NaN"), D("Infinity")
+
+# (function, arguments, the argument the message must name)
+BAD = [
+    ("open_line", (None, R, 100), "wholesaler_id"),
+    ("open_line", ("", R, 100), "wholesaler_id"),
+    ("open_line", ("   ", R, 100), "wholesaler_id"),
+    ("open_line", ("x" * 201, R, 100), "wholesaler_id"),
+    ("open_line", ("w\n1", R, 100), "wholesaler_id"),
+    ("open_line", (W, "r\x01", 100), "retailer_id"),
+    ("open_line", (W, None, 100), "retailer_id"),
+    ("open_line", (W, R, None), "credit_limit"),
+    ("open_line", (W, R, -1), "credit_limit"),
+    ("open_line", (W, R, NAN), "credit_limit"),
+    ("open_line", (W, R, INF), "credit_limit"),
+    ("open_line", (W, R, D("10.005")), "credit_limit"),
+    ("open_line", (W, R, D("1e15") + 1), "credit_limit"),
+    ("open_line", (W, R, 100, "XYZ"), "currency"),
+    ("open_line", (W, R, 100, "inr"), "currency"),
+    ("open_line", (W, R, 100, None), "currency"),
+    ("open_line", (W, R, 100, "INR", -1), "payment_terms_days"),
+    ("open_line", (W, R, 100, "INR", 366), "payment_terms_days"),
+    ("open_line", (W, R, 100, "INR", None), "payment_terms_days"),
+    ("set_credit_limit", (W, R, -5, "why"), "credit_limit"),
+    ("set_credit_limit", (W, R, 5, None), "reason"),
+    ("set_credit_limit", (W, R, 5, "  "), "reason"),
+    ("block_line", (W, R, None), "reason"),
+    ("unblock_line", (W, "", "ok"), "retailer_id"),
+    ("get_available", (None, R), "wholesaler_id"),
+    ("can_reserve", (W, R, 0), "amount"),
+    ("can_reserve", (W, R, NAN), "amount"),
+    ("reserve_credit", (W, R, "o", None), "amount"),
+    ("reserve_credit", (W, R, "o", 0), "amount"),
+    ("reserve_credit", (W, R, "o", -10), "amount"),
+    ("reserve_credit", (W, R, "o", NAN), "amount"),
+    ("reserve_credit", (W, R, "o", INF), "amount"),
+    ("reserve_credit", (W, R, "o", -INF), "amount"),
+    ("reserve_credit", (W, R, "o", D("10.005")), "amount"),
+    ("reserve_credit", (W, R, "o", D("0.001")), "amount"),
+    ("reserve_credit", (W, R, "o", D("1000000000000000.01")), "amount"),
+    ("reserve_credit", (W, R, None, 10), "order_ref"),
+    ("reserve_credit", (W, R, "o" * 201, 10), "order_ref"),
+    ("reserve_credit", (W, R, "o\t", 10), "order_ref"),
+    ("reserve_credit", (W, R, "o", 10, dt.timedelta(0)), "expires_in"),
+    ("reserve_credit", (W, R, "o", 10, dt.timedelta(seconds=-1)), "expires_in"),
+    ("release_reservation", (W, R, ""), "order_ref"),
+    ("release_reservation", (W, R, "o", " "), "reason"),
+    ("convert_to_debit", (W, R, "o", 0), "amount"),
+    ("convert_to_debit", (W, R, "o", D("5.555")), "amount"),
+    ("convert_to_debit", (W, R, "o", None, "infinity"), "due_date"),
+    ("record_payment", (W, R, None, 10), "payment_ref"),
+    ("record_payment", (W, R, "p", -10), "amount"),
+    ("record_payment", (W, R, "p", NAN), "amount"),
+    ("reverse_debit", (W, R, "o", None, 10, "r"), "reversal_ref"),
+    ("reverse_debit", (W, R, None, "rv", 10, "r"), "order_ref"),
+    ("reverse_debit", (W, R, "o", "rv", 0, "r"), "amount"),
+    ("reverse_debit", (W, R, "o", "rv", 10, None), "reason"),
+    ("adjust_balance", (W, R, "a", 0, "r"), "amount"),
+    ("adjust_balance", (W, R, "a", D("-1e15") - 1, "r"), "amount"),
+    ("adjust_balance", (W, R, "", 1, "r"), "adjustment_ref"),
+    ("adjust_balance", (W, R, "a", 1, "x" * 1001), "reason"),
+    ("expire_reservations", (0,), "max_count"),
+    ("expire_reservations", (None,), "max_count"),
+]
+
+ARG_TYPES = {
+    "open_line": ["text", "text", "numeric", "text", "integer"],
+    "set_credit_limit": ["text", "text", "numeric", "text"],
+    "block_line": ["text", "text", "text"],
+    "unblock_line": ["text", "text", "text"],
+    "get_available": ["text", "text"],
+    "can_reserve": ["text", "text", "numeric"],
+    "reserve_credit": ["text", "text", "text", "numeric", "interval"],
+    "release_reservation": ["text", "text", "text", "text"],
+    "convert_to_debit": ["text", "text", "text", "numeric", "date"],
+    "record_payment": ["text", "text", "text", "numeric"],
+    "reverse_debit": ["text", "text", "text", "text", "numeric", "text"],
+    "adjust_balance": ["text", "text", "text", "numeric", "text"],
+    "expire_reservations": ["integer"],
+}
+
+
+@pytest.fixture
+def booked(conn):
+    """A line with a hold, a debit and a payment, so that a stray write shows."""
+    call(conn, "open_line", W, R, 100_000)
+    call(conn, "reserve_credit", W, R, "o", 10)
+    call(conn, "reserve_credit", W, R, "o2", 10)
+    call(conn, "convert_to_debit", W, R, "o2")
+    call(conn, "record_payment", W, R, "p0", 1)
+    return conn
+
+
+def test_the_table_is_broad():
+    assert len(BAD) >= 40
+    assert {fn for fn, _, _ in BAD} == set(ARG_TYPES)
+
+
+@pytest.mark.parametrize("fn, args, argument", BAD, ids=[f"{fn}-{arg}-{i}" for i, (fn, _, arg) in enumerate(BAD)])
+def test_bad_input_is_refused_and_nothing_written(booked, fn, args, argument):
+    before = table_counts(booked)
+    casts = ", ".join(f"%s::{t}" for t in ARG_TYPES[fn][:len(args)])
+    with pytest.raises(psycopg.Error) as err:
+        booked.execute(f"SELECT * FROM credit.{fn}({casts})", args)
+    assert err.value.sqlstate.startswith("22"), err.value
+    assert argument in err.value.diag.message_primary
+    assert table_counts(booked) == before
