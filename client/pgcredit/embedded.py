@@ -163,7 +163,7 @@ class Server:
 
     def ensure_database(self, name: str) -> str:
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:
-            if not conn.execute("SELECT FROM pg_database WHERE datname = %s", [name]).fetchone():
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
                 conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
         return self.conninfo(name)
 
@@ -186,8 +186,10 @@ def throwaway():
 
 
 def data_home() -> Path:
-    """The per-user home of the persistent server. root's home is out of the
-    server account's reach, so root's lives under /var/lib."""
+    """The per-user home of the persistent server ($PGCREDIT_HOME overrides).
+    root's home is out of the server account's reach, so root's lives under /var/lib."""
+    if os.environ.get("PGCREDIT_HOME"):
+        return Path(os.environ["PGCREDIT_HOME"])
     if _root():
         return Path("/var/lib/pgcredit")
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")

@@ -1,0 +1,87 @@
+"""The `pgcredit` command, with a DSN and with its own embedded servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import call
+from pgcredit.cli import main
+
+
+def pgcredit(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pgcredit.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+
+
+def test_demo_against_a_given_database(dsn, capsys):
+    assert main(["demo", "--dsn", dsn]) == 0
+    out = capsys.readouterr().out
+    for title in ("Scenario 1", "Scenario 2", "Scenario 3", "Scenario 4", "Race: 32 concurrent"):
+        assert title in out
+    assert "20 ok, 12 insufficient_credit" in out
+    assert "FAIL" not in out and "all expectations held" in out
+
+
+def test_demo_with_no_database_configured(cluster):
+    done = pgcredit("demo", env={"PGCREDIT_PG_BIN": str(cluster.bin)})
+    assert done.returncode == 0, done.stderr
+    assert "starting a throwaway PostgreSQL" in done.stdout and "all expectations held" in done.stdout
+
+
+def test_migrate_reconcile_status_expire_with_a_dsn(dsn, conn, capsys):
+    assert main(["migrate", "--dsn", dsn]) == 0
+    assert "no migration pending" in capsys.readouterr().out
+    call(conn, "open_line", "w", "r", 100)
+    call(conn, "reserve_credit", "w", "r", "o", 10)
+    assert main(["--dsn", dsn, "reconcile"]) == 0
+    assert "healthy" in capsys.readouterr().out
+    conn.execute("UPDATE credit.line SET reserved = 11")
+    assert main(["reconcile", "--dsn", dsn]) == 1
+    assert "reserved_total\tw/r\texpected 10.00\tactual 11" in capsys.readouterr().out
+    assert main(["status", "--dsn", dsn]) == 0
+    out = capsys.readouterr().out
+    assert "migrations pending: none" in out and "total_reserved:" in out
+    assert main(["expire", "--dsn", dsn]) == 0
+    assert "expired 0 hold(s)" in capsys.readouterr().out
+
+
+def test_database_url_is_used(dsn, capsys, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    assert main(["reconcile"]) == 0
+
+
+def test_unmigrated_database_gets_a_hint(cluster, capsys):
+    empty = cluster.create_database(template=None)
+    try:
+        assert main(["reconcile", "--dsn", cluster.dsn(empty)]) == 2
+        assert "pgcredit migrate" in capsys.readouterr().err
+    finally:
+        cluster.drop_database(empty)
+
+
+def test_persistent_embedded_server(cluster):
+    home = Path(tempfile.mkdtemp(prefix="pgc-home-"))  # /tmp, so the server account can reach it
+    os.chmod(home, 0o755)
+    env = {"PGCREDIT_HOME": str(home / "h"), "PGCREDIT_PG_BIN": str(cluster.bin)}
+    try:
+        status = pgcredit("status", env=env)
+        assert status.returncode == 1 and "run `pgcredit migrate`" in status.stdout
+        assert pgcredit("migrate", env=env).returncode == 0
+        assert pgcredit("reconcile", env=env).returncode == 0
+        data = home / "h" / f"pg{cluster.major}" / "data"
+        assert (data / "PG_VERSION").exists()  # the data persists between commands
+        assert "migrations pending: none" in pgcredit("status", env=env).stdout
+        stop = pgcredit("stop", env=env)
+        assert "stopped" in stop.stdout
+    finally:
+        pgcredit("stop", env=env)
+        shutil.rmtree(home, ignore_errors=True)
