@@ -1,0 +1,30 @@
+"""The README's examples run as written (only the DSN is swapped)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def block(lang: str, heading: str) -> str:
+    section = README.split(heading, 1)[1]
+    return re.search(rf"```{lang}\n(.*?)```", section, re.S).group(1)
+
+
+def test_python_example(dsn, capsys):
+    code = block("python", "## From Python").replace('"postgresql://app@db/shop"', repr(dsn))
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "short by 1500.00"
+
+
+def test_sql_example(conn):
+    statements = [s.strip() for s in re.sub(r"--.*", "", block("sql", "## From SQL")).split(";") if s.strip()]
+    results = [conn.execute(s).fetchall() for s in statements]
+    refused = results[2][0]
+    assert (refused["code"], refused["available"], refused["shortfall"]) == \
+        ("insufficient_credit", Decimal("97500.00"), Decimal("1500.00"))
+    assert all(r[0]["code"] == "ok" for r in results[:2] + results[3:6])
+    assert results[-1] == []  # reconcile(): healthy
