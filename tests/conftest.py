@@ -17,6 +17,10 @@ from psycopg.rows import dict_row
 from pgcredit import CreditClient, embedded, migrate
 
 TEMPLATE = "pgcredit_template"
+# SPEC's function table, plus statement(): what credit_app may execute.
+API = ["open_line", "set_credit_limit", "block_line", "unblock_line", "get_available", "can_reserve",
+       "reserve_credit", "release_reservation", "convert_to_debit", "record_payment", "reverse_debit",
+       "adjust_balance", "expire_reservations", "reconcile", "statement"]
 APP_USER = "test_app_login"
 AUDITOR_USER = "test_auditor_login"
 
@@ -128,11 +132,10 @@ def call(conn: psycopg.Connection, fn: str, *args) -> dict:
         return cur.fetchone()
 
 
-def table_counts(conn: psycopg.Connection) -> dict[str, tuple]:
+def table_counts(conn: psycopg.Connection) -> dict[str, dict]:
     """A fingerprint of every credit table, to prove nothing was written."""
     out = {}
     for table in ("line", "line_event", "reservation", "ledger_entry", "refusal"):
-        row = conn.execute(f"SELECT count(*), coalesce(sum(hashtext(t::text)), 0) FROM credit.{table} t"
-                           ).fetchone()
-        out[table] = tuple(row.values()) if isinstance(row, dict) else tuple(row)
+        out[table] = conn.execute(f"SELECT count(*), coalesce(sum(hashtext(t::text)), 0) AS h "
+                                  f"FROM credit.{table} t").fetchone()
     return out

@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import psycopg
 import pytest
 
-from pgcredit import CreditClient
+from pgcredit.demo import race
 from pgcredit.migrate import sql_dir
 
 W = "w"
@@ -17,27 +17,11 @@ LIMIT = D(100_000)
 RACERS = 32
 
 
-def race(dsn: str, retailer: str, amounts: list[D]) -> dict[str, D]:
-    """Reserves every amount at once, each from its own connection; returns the
-    refs the database acknowledged with their amounts."""
-    conns = [psycopg.connect(dsn, autocommit=True) for _ in amounts]
-    gate = threading.Barrier(len(amounts))
-    acked: dict[str, D] = {}
-
-    def go(i: int) -> None:
-        client = CreditClient(conns[i])
-        gate.wait()
-        if client.reserve_credit(W, retailer, f"o{i}", amounts[i], check=False).code == "ok":
-            acked[f"o{i}"] = amounts[i]
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(amounts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for c in conns:
-        c.close()
-    return acked
+def race_acked(dsn: str, retailer: str, amounts: list[D]) -> dict[str, D]:
+    """The refs the database acknowledged, with their amounts."""
+    orders = [(f"o{i}", a) for i, a in enumerate(amounts)]
+    codes = race(dsn, W, retailer, orders)
+    return {ref: amount for (ref, amount), code in zip(orders, codes) if code == "ok"}
 
 
 def violations(conn, retailer: str, acked: dict[str, D]) -> list[str]:
@@ -65,7 +49,7 @@ def run_rounds(dsn, conn, rounds: int) -> list[str]:
         conn.execute("SELECT credit.open_line(%s, %s, %s)", [W, retailer, LIMIT])
         # Demand of about twice the limit: roughly half must be refused.
         amounts = [D(rng.randrange(2_000, 10_500)) for _ in range(RACERS)]
-        found += violations(conn, retailer, race(dsn, retailer, amounts))
+        found += violations(conn, retailer, race_acked(dsn, retailer, amounts))
     return found
 
 

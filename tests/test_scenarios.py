@@ -10,7 +10,7 @@ from decimal import Decimal as D
 import psycopg
 import pytest
 
-from pgcredit import CreditClient
+from pgcredit.demo import race
 
 W = "wholesaler"
 
@@ -67,6 +67,15 @@ def _victim(dsn, state):
         state["killed"] = True
 
 
+def _kill_while_waiting(dsn, conn, state, wait_event):
+    t = threading.Thread(target=_victim, args=(dsn, state))
+    t.start()
+    state["ready"].wait()
+    _wait_for(conn, state["pid"], wait_event)
+    conn.execute("SELECT pg_terminate_backend(%s)", [state["pid"]])
+    t.join()
+
+
 @pytest.mark.parametrize("point", ["waiting_for_the_line_lock", "after_the_debit_insert",
                                    "before_commit", "after_commit_ack_lost"])
 def test_scenario_3_interrupted_conversion(dsn, conn, client, point):
@@ -78,24 +87,14 @@ def test_scenario_3_interrupted_conversion(dsn, conn, client, point):
     if point == "waiting_for_the_line_lock":
         with psycopg.connect(dsn) as holder:
             holder.execute("SELECT 1 FROM credit.line WHERE retailer_id = 's3' FOR UPDATE")
-            t = threading.Thread(target=_victim, args=(dsn, state))
-            t.start()
-            state["ready"].wait()
-            _wait_for(conn, state["pid"], "transactionid")
-            kill(state["pid"])
-            t.join()
+            _kill_while_waiting(dsn, conn, state, "transactionid")
     elif point == "after_the_debit_insert":
         # Test-only trigger: the conversion stalls after writing its DEBIT.
         conn.execute("CREATE FUNCTION public.stall() RETURNS trigger LANGUAGE plpgsql AS "
                      "$$BEGIN PERFORM pg_sleep(30); RETURN NULL; END$$")
         conn.execute("CREATE TRIGGER stall AFTER INSERT ON credit.ledger_entry "
                       "FOR EACH ROW EXECUTE FUNCTION public.stall()")
-        t = threading.Thread(target=_victim, args=(dsn, state))
-        t.start()
-        state["ready"].wait()
-        _wait_for(conn, state["pid"], "PgSleep")
-        kill(state["pid"])
-        t.join()
+        _kill_while_waiting(dsn, conn, state, "PgSleep")
         conn.execute("DROP TRIGGER stall ON credit.ledger_entry")
     elif point == "before_commit":
         v = psycopg.connect(dsn)
@@ -135,20 +134,7 @@ def test_scenario_4_two_concurrent_reservations(dsn, client):
     for round_ in range(10):  # a race is a sample: take several
         r = f"s4-{round_}"
         client.open_line(W, r, 100_000)
-        gate = threading.Barrier(2)
-        codes = {}
-
-        def go(ref, amount):
-            c = CreditClient(dsn)
-            gate.wait()
-            codes[ref] = c.reserve_credit(W, r, ref, amount, check=False).code
-            c.close()
-
-        threads = [threading.Thread(target=go, args=a) for a in (("big", 75_000), ("small", 40_000))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(codes.values()) == ["insufficient_credit", "ok"]
-        winner = D(75_000) if codes["big"] == "ok" else D(40_000)
+        big, small = race(dsn, W, r, [("big", D(75_000)), ("small", D(40_000))])
+        assert sorted([big, small]) == ["insufficient_credit", "ok"]
+        winner = D(75_000) if big == "ok" else D(40_000)
         assert client.get_available(W, r).reserved == winner

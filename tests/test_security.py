@@ -5,11 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from conftest import APP_USER, AUDITOR_USER, call
+from conftest import API, APP_USER, AUDITOR_USER, call
 
-API = ["open_line", "set_credit_limit", "block_line", "unblock_line", "get_available", "can_reserve",
-       "reserve_credit", "release_reservation", "convert_to_debit", "record_payment", "reverse_debit",
-       "adjust_balance", "expire_reservations", "reconcile", "statement"]
 TABLES = ["line", "line_event", "reservation", "ledger_entry", "refusal", "currency"]
 VIEWS = ["line_summary", "monitor_totals", "monitor_refusals"]
 

@@ -57,13 +57,6 @@ def _finish(query: Query, rows: list[dict], check: bool) -> Any:
     return result
 
 
-def _failure(exc: psycopg.Error) -> Exception:
-    translated = errors.translate(exc)
-    if translated is exc:
-        return errors.CreditDatabaseError(str(exc).strip(), exc.sqlstate)
-    return translated
-
-
 class _Api:
     """The public API. Arguments are those of the SQL functions; money is Decimal
     (or int) in and Decimal out. A non-ok code raises the matching
@@ -196,7 +189,7 @@ class CreditClient(_Api):
                         rows = cur.fetchall()
             except psycopg.Error as exc:
                 if not (retryable and errors.is_retryable(exc)):
-                    raise _failure(exc) from exc
+                    raise errors.translate(exc) from exc
                 if attempt + 1 == self.retry.attempts:
                     raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
                 time.sleep(self.retry.delay(attempt))
@@ -246,7 +239,7 @@ class AsyncCreditClient(_Api):
                         rows = await cur.fetchall()
             except psycopg.Error as exc:
                 if not (retryable and errors.is_retryable(exc)):
-                    raise _failure(exc) from exc
+                    raise errors.translate(exc) from exc
                 if attempt + 1 == self.retry.attempts:
                     raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
                 await asyncio.sleep(self.retry.delay(attempt))

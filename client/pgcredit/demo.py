@@ -44,8 +44,9 @@ class _Table:
         self.failures += not ok
 
 
-def _race(dsn: str, wholesaler: str, retailer: str, orders: list[tuple[str, Decimal]]) -> list[str]:
-    """Each order reserved from its own connection, all released at once."""
+def race(dsn: str, wholesaler: str, retailer: str, orders: list[tuple[str, Decimal]]) -> list[str]:
+    """Reserves every (order_ref, amount) at the same moment, each from its own
+    connection; returns the result codes in order."""
     codes: list[str] = [""] * len(orders)
     conns = [psycopg.connect(dsn, autocommit=True) for _ in orders]
     clients = [CreditClient(conn) for conn in conns]
@@ -117,7 +118,7 @@ def run(dsn: str) -> int:
 
     t.title("Scenario 4: 75,000 and 40,000 reserved at the same moment on a 100,000 line")
     c.open_line(w, "s4", 100_000)
-    codes = _race(dsn, w, "s4", [("big", Decimal(75_000)), ("small", Decimal(40_000))])
+    codes = race(dsn, w, "s4", [("big", Decimal(75_000)), ("small", Decimal(40_000))])
     t.row("s4", f"race: 75,000 {codes[0]}, 40,000 {codes[1]}", "")
     winner = Decimal(75_000) if codes[0] == "ok" else Decimal(40_000)
     t.expect("exactly one succeeded, reserved equals the winner",
@@ -126,7 +127,7 @@ def run(dsn: str) -> int:
     t.title(f"Race: {RACERS} concurrent reservations of {_money(RACE_AMOUNT)} on a "
             f"{_money(RACE_LIMIT)} line")
     c.open_line(w, "race", RACE_LIMIT)
-    codes = _race(dsn, w, "race", [(f"o{i}", RACE_AMOUNT) for i in range(RACERS)])
+    codes = race(dsn, w, "race", [(f"o{i}", RACE_AMOUNT) for i in range(RACERS)])
     won = codes.count("ok")
     t.row("race", f"{won} ok, {codes.count('insufficient_credit')} insufficient_credit", "")
     a = c.get_available(w, "race")

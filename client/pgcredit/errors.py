@@ -148,9 +148,8 @@ def is_retryable(exc: psycopg.Error) -> bool:
     return state in _RETRYABLE or state.startswith("08")
 
 
-def translate(exc: psycopg.Error) -> Exception:
-    """The pgcredit exception for a psycopg error, or the error itself."""
+def translate(exc: psycopg.Error) -> CreditError:
+    """The pgcredit exception for a psycopg error that will not be retried."""
     if exc.sqlstate and exc.sqlstate.startswith("22"):
-        primary = exc.diag.message_primary or str(exc)
-        return InvalidInput(primary, exc.sqlstate)
-    return exc
+        return InvalidInput(exc.diag.message_primary or str(exc), exc.sqlstate)
+    return CreditDatabaseError(str(exc).strip(), exc.sqlstate)

@@ -8,14 +8,14 @@ CREATE OR REPLACE FUNCTION credit._post_entry(
 RETURNS credit.entry_result
 LANGUAGE plpgsql AS $$
 DECLARE
-    e credit.ledger_entry;
+    v_id bigint;
     v_delta numeric := CASE WHEN entry_type IN ('CREDIT', 'REVERSAL') THEN -amount ELSE amount END;
 BEGIN
     INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, memo, debit_id)
     VALUES (l.id, entry_type, amount, ref, memo, debit_id)
-    RETURNING * INTO e;
+    RETURNING id INTO v_id;
     UPDATE credit.line x SET outstanding = x.outstanding + v_delta WHERE x.id = l.id;
-    RETURN ('ok', e.id, l.outstanding + v_delta, l.credit_limit - l.reserved - l.outstanding - v_delta,
+    RETURN ('ok', v_id, l.outstanding + v_delta, l.credit_limit - l.reserved - l.outstanding - v_delta,
             false)::credit.entry_result;
 END
 $$;

@@ -11,6 +11,7 @@ DECLARE
     l credit.line;
     h credit.reservation;
     v_available numeric;
+    v_expires_at timestamptz;
 BEGIN
     PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
     PERFORM credit._require_id(retailer_id, 'retailer_id');
@@ -19,6 +20,7 @@ BEGIN
     IF expires_in IS NOT NULL AND (NOT isfinite(expires_in) OR expires_in <= interval '0') THEN
         RAISE USING ERRCODE = '22023', MESSAGE = format('expires_in must be a positive finite interval, got %s', expires_in);
     END IF;
+    v_expires_at := now() + expires_in;
 
     l := credit._lock_line(wholesaler_id, retailer_id);
     IF l.id IS NULL THEN
@@ -41,10 +43,10 @@ BEGIN
     END IF;
 
     INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)
-    VALUES (l.id, order_ref, v_amount, now() + expires_in)
+    VALUES (l.id, order_ref, v_amount, v_expires_at)
     RETURNING id INTO h.id;
     UPDATE credit.line x
-       SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, now() + expires_in)
+       SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
      WHERE x.id = l.id;
     RETURN ('ok', h.id, 'active', v_amount, v_available - v_amount, 0, false)::credit.reserve_result;
 END
