@@ -3,10 +3,12 @@ every way of installing yields the same schema."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -108,3 +110,69 @@ def test_wheel_ships_the_sql(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for f in MIGRATIONS + sorted((sql_dir() / "functions").glob("*.sql")):
         assert f"pgcredit/sql/{f.parent.name}/{f.name}" in names
+
+
+def _owned_database(cluster, owner: str, *role_options: str, grant_owner: bool = False) -> str:
+    with cluster.admin() as conn:
+        conn.execute(f"CREATE ROLE {owner} LOGIN {' '.join(role_options)}")
+        if grant_owner:
+            conn.execute(f"GRANT credit_owner TO {owner}")
+    name = cluster.create_database(template=None)
+    with cluster.admin() as conn:
+        conn.execute(f'ALTER DATABASE "{name}" OWNER TO {owner}')
+    return name
+
+
+def _drop(cluster, name: str, owner: str) -> None:
+    cluster.drop_database(name)
+    with cluster.admin() as conn:
+        conn.execute(f"DROP ROLE {owner}")
+
+
+def test_non_superuser_owner_that_a_dba_made_a_credit_owner(cluster):
+    name = _owned_database(cluster, "owner_granted", grant_owner=True)
+    try:
+        dsn = cluster.dsn(name, user="owner_granted")
+        assert migrate(dsn).applied == ["0001_create_schema"]
+        assert migrate(dsn).applied == []
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT code FROM credit.open_line('w', 'r', 5)").fetchone() == ("ok",)
+            assert conn.execute("SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc "
+                                "WHERE pronamespace = 'credit'::regnamespace").fetchall() == [("credit_owner",)]
+    finally:
+        _drop(cluster, name, "owner_granted")
+
+
+def test_non_superuser_owner_without_the_role_gets_a_clear_error(cluster):
+    name = _owned_database(cluster, "owner_alone")
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+            migrate(cluster.dsn(name, user="owner_alone"))
+        assert "GRANT credit_owner TO owner_alone" in err.value.diag.message_hint
+        with psycopg.connect(cluster.dsn(name)) as conn:
+            assert conn.execute("SELECT to_regnamespace('credit')").fetchone() == (None,)
+    finally:
+        _drop(cluster, name, "owner_alone")
+
+
+def test_non_superuser_owner_with_createrole_on_a_new_cluster(cluster):
+    """Where the credit roles do not exist yet, the owner's migration creates them."""
+    from pgcredit import embedded
+
+    base = Path(tempfile.mkdtemp(prefix="pgc-owner-"))
+    os.chmod(base, 0o755)
+    server = embedded.Server(base / "s", cluster.bin)
+    try:
+        server.init()
+        server.start("fsync=off")
+        with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+            conn.execute("CREATE ROLE dbowner LOGIN CREATEROLE")
+            conn.execute("CREATE DATABASE shop OWNER dbowner")
+        dsn = psycopg.conninfo.make_conninfo(server.conninfo("shop"), user="dbowner")
+        assert migrate(dsn).applied == ["0001_create_schema"]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+            assert conn.execute("SELECT code FROM credit.open_line('w', 'r', 5)").fetchone() == ("ok",)
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

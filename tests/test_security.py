@@ -68,6 +68,15 @@ def test_app_may_execute_exactly_the_api(conn):
     assert sorted(r["proname"] for r in rows) == sorted(API)
 
 
+def test_auditor_may_execute_only_its_reads(conn):
+    rows = conn.execute("""
+        SELECT DISTINCT p.proname FROM pg_proc p
+         WHERE p.pronamespace = 'credit'::regnamespace
+           AND has_function_privilege('credit_auditor', p.oid, 'EXECUTE')""").fetchall()
+    # _reserved_now: the views call it, and a view checks function privileges against its reader.
+    assert sorted(r["proname"] for r in rows) == ["_reserved_now", "reconcile", "statement"]
+
+
 def test_security_definer_functions_pin_search_path(conn):
     rows = conn.execute("""
         SELECT p.oid::regprocedure::text AS fn, p.proconfig FROM pg_proc p

@@ -16,7 +16,7 @@ BEGIN
                            AND x.expires_at <= now()
                          ORDER BY x.expires_at LIMIT max_count)
         RETURNING r.amount)
-    SELECT count(*), coalesce(sum(gone.amount), 0)
+    SELECT count(*)::integer, coalesce(sum(gone.amount), 0)
       INTO v_count, v_amount FROM gone;
 
     UPDATE credit.line l

@@ -21,4 +21,4 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION credit.get_available(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION credit.get_available(text, text) TO credit_app, credit_auditor;
+GRANT EXECUTE ON FUNCTION credit.get_available(text, text) TO credit_app;

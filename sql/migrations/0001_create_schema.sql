@@ -19,12 +19,24 @@ BEGIN
 END
 $roles$;
 
--- The migrating user must be able to SET ROLE credit_owner (a superuser can).
+-- Objects are created as credit_owner, so the migrating user must be able to
+-- SET ROLE to it. A superuser can; a database owner with CREATEROLE grants
+-- itself membership (on PostgreSQL 16+ it may only where it created the role).
+-- Otherwise a superuser runs GRANT credit_owner TO <migrating user> once.
 DO $member$
 BEGIN
-    IF NOT pg_catalog.pg_has_role(current_user, 'credit_owner', 'MEMBER') THEN
-        EXECUTE pg_catalog.format('GRANT credit_owner TO %I', current_user);
-    END IF;
+    BEGIN
+        SET LOCAL ROLE credit_owner;
+        RESET ROLE;
+    EXCEPTION WHEN insufficient_privilege THEN
+        BEGIN
+            EXECUTE pg_catalog.format('GRANT credit_owner TO %I', current_user);
+        EXCEPTION WHEN insufficient_privilege OR invalid_grant_operation THEN
+            RAISE EXCEPTION 'pgcredit: % cannot SET ROLE credit_owner', current_user
+                USING ERRCODE = '42501',
+                      HINT = pg_catalog.format('As a superuser, run: GRANT credit_owner TO %I;', current_user);
+        END;
+    END;
 END
 $member$;
 
