@@ -25,6 +25,25 @@ APP_USER = "test_app_login"
 AUDITOR_USER = "test_auditor_login"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true",
+                     help="long reliability runs: T1 16x2000 ops, T2 60 s, more property-test examples")
+
+
+def pytest_terminal_summary(terminalreporter):
+    from reliability import REPORTS
+
+    if REPORTS:
+        terminalreporter.section("reliability report")
+        for line in REPORTS:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def long_run(request) -> bool:
+    return request.config.getoption("--long")
+
+
 class _Postgresql(testing.postgresql.Postgresql):
     """testing.postgresql, also as root: initdb and postgres then run as the
     unprivileged server account, which must own the cluster's directory."""

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pgcredit.demo import race
-from pgcredit.migrate import sql_dir
+from reliability import unlock_reserve_credit
 
 W = "w"
 LIMIT = D(100_000)
@@ -60,14 +60,7 @@ def test_no_double_spend_in_a_32_way_race(dsn, conn):
 def test_the_race_catches_an_unlocked_reserve_credit(dsn, conn):
     """Self-check: without the row lock (and with the gap between check and
     write widened, as a slow machine would) the same race must overspend."""
-    lock = (sql_dir() / "functions" / "_lock_line.sql").read_text()
-    assert "FOR NO KEY UPDATE" in lock
-    conn.execute(lock.replace("FOR NO KEY UPDATE", ""))
-    reserve = (sql_dir() / "functions" / "reserve_credit.sql").read_text()
-    marker = "    INSERT INTO credit.reservation"
-    assert marker in reserve
-    conn.execute(reserve.replace(marker, "    PERFORM pg_sleep(0.05);\n" + marker, 1))
-    conn.execute("RESET ROLE")
+    unlock_reserve_credit(conn)
     found = run_rounds(dsn, conn, 2)
     assert any(v.startswith("overspent") for v in found), found
     assert any(v == "reconcile: over_limit" for v in found), found

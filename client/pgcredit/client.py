@@ -15,7 +15,7 @@ import time
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -34,6 +34,8 @@ class Retry:
     attempts: int = 5
     base_delay: float = 0.05
     max_delay: float = 2.0
+    # Called as on_retry(function_name, attempt, error) before each retry: for logs and metrics.
+    on_retry: Callable[[str, int, Exception], None] | None = None
 
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** attempt))
@@ -192,6 +194,8 @@ class CreditClient(_Api):
                     raise errors.translate(exc) from exc
                 if attempt + 1 == self.retry.attempts:
                     raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
+                if self.retry.on_retry:
+                    self.retry.on_retry(name, attempt, exc)
                 time.sleep(self.retry.delay(attempt))
             else:
                 return _finish(query, rows, check)
@@ -242,6 +246,8 @@ class AsyncCreditClient(_Api):
                     raise errors.translate(exc) from exc
                 if attempt + 1 == self.retry.attempts:
                     raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
+                if self.retry.on_retry:
+                    self.retry.on_retry(name, attempt, exc)
                 await asyncio.sleep(self.retry.delay(attempt))
             else:
                 return _finish(query, rows, check)

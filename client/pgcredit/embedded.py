@@ -155,8 +155,9 @@ class Server:
             log = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start:\n{done.stdout}{done.stderr}{log[-2000:]}")
 
-    def stop(self) -> None:
-        self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w")
+    def stop(self, mode: str = "fast") -> None:
+        """mode 'immediate' is a crash as far as the data is concerned: recovery replays the WAL."""
+        self._run("pg_ctl", "stop", "-D", str(self.data), "-m", mode, "-w")
 
     def conninfo(self, dbname: str = "postgres") -> str:
         return make_conninfo(host=str(self.base), port=PORT, user="postgres", dbname=dbname)
