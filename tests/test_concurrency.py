@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import random
-import threading
 from decimal import Decimal as D
-
-import psycopg
-import pytest
 
 from pgcredit.demo import race
 from reliability import unlock_reserve_credit
@@ -64,26 +60,3 @@ def test_the_race_catches_an_unlocked_reserve_credit(dsn, conn):
     found = run_rounds(dsn, conn, 2)
     assert any(v.startswith("overspent") for v in found), found
     assert any(v == "reconcile: over_limit" for v in found), found
-
-
-def test_interleaved_second_reservation_waits_then_sees_the_first(dsn, conn):
-    conn.execute("SELECT credit.open_line(%s, 'r', 100000)", [W])
-    with psycopg.connect(dsn) as c1, psycopg.connect(dsn, autocommit=True) as c2:
-        assert c1.execute("SELECT code FROM credit.reserve_credit('w', 'r', 'big', 75000)").fetchone()[0] == "ok"
-        result = {}
-        t = threading.Thread(target=lambda: result.update(
-            code=c2.execute("SELECT code FROM credit.reserve_credit('w', 'r', 'small', 40000)").fetchone()[0]))
-        t.start()
-        for _ in range(200):  # c2 must be waiting on c1's row lock
-            row = conn.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
-                               [c2.info.backend_pid]).fetchone()
-            if row["wait_event"] == "transactionid":
-                break
-            threading.Event().wait(0.01)
-        else:
-            pytest.fail("the second reservation did not wait for the first")
-        assert "code" not in result
-        c1.commit()
-        t.join()
-    assert result["code"] == "insufficient_credit"
-    assert conn.execute("SELECT reserved FROM credit.line").fetchone()["reserved"] == D(75_000)

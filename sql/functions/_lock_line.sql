@@ -1,29 +1,18 @@
 SET ROLE credit_owner;
 
 -- Locks the line row (the only lock a single-line operation takes, so these
--- cannot deadlock) and sweeps its expired holds. Returns a row of NULLs when
--- there is no such line.
---
--- The wait is bounded by credit.lock_timeout (default 2s; a DBA changes it with
--- ALTER DATABASE/ROLE ... SET credit.lock_timeout) or by the session's own
--- lock_timeout when that is shorter. Past it Postgres raises 55P03, which the
--- caller may retry with the same idempotency key.
+-- cannot deadlock), waiting no longer than credit._bound_lock_wait() allows,
+-- and sweeps its expired holds. Returns a row of NULLs when there is no such line.
 CREATE OR REPLACE FUNCTION credit._lock_line(wholesaler_id text, retailer_id text) RETURNS credit.line
 LANGUAGE plpgsql AS $$
 DECLARE
     l credit.line;
-    v_bound text := coalesce(
-        nullif(current_setting('credit.lock_timeout', true), ''), '2s');
-    v_saved text := current_setting('lock_timeout');
-    v_swap boolean := v_saved = '0' OR v_saved::interval > v_bound::interval;
+    v_saved text := credit._bound_lock_wait();
 BEGIN
-    IF v_swap THEN
-        PERFORM set_config('lock_timeout', v_bound, true);
-    END IF;
     SELECT * INTO l FROM credit.line x
      WHERE x.wholesaler_id = _lock_line.wholesaler_id AND x.retailer_id = _lock_line.retailer_id
        FOR NO KEY UPDATE;
-    IF v_swap THEN
+    IF v_saved IS NOT NULL THEN
         PERFORM set_config('lock_timeout', v_saved, true);
     END IF;
 

@@ -13,6 +13,7 @@ DECLARE
     l credit.line;
     v_reserved numeric;
     v_same boolean;
+    v_saved text;
 BEGIN
     PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
     PERFORM credit._require_id(retailer_id, 'retailer_id');
@@ -26,10 +27,15 @@ BEGIN
             MESSAGE = format('payment_terms_days must be between 0 and 365, got %s', coalesce(payment_terms_days::text, 'NULL'));
     END IF;
 
+    -- Opening a line another transaction is opening waits for it: bounded too.
+    v_saved := credit._bound_lock_wait();
     INSERT INTO credit.line (wholesaler_id, retailer_id, credit_limit, currency, payment_terms_days)
     VALUES (wholesaler_id, retailer_id, v_limit, currency, payment_terms_days)
     ON CONFLICT ON CONSTRAINT line_wholesaler_id_retailer_id_key DO NOTHING
     RETURNING * INTO l;
+    IF v_saved IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', v_saved, true);
+    END IF;
     IF l.id IS NOT NULL THEN
         INSERT INTO credit.line_event (line_id, kind, new_limit) VALUES (l.id, 'opened', v_limit);
         RETURN ('ok', l.id, v_limit, 0, 0, v_limit, l.status, false)::credit.open_line_result;

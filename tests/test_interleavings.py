@@ -1,0 +1,129 @@
+"""Two connections, interleaved, for every function that takes the line lock:
+c1 begins and acts; c2's call waits on the lock; c1 commits; c2 proceeds and
+sees c1's effect. And a wait past the bound raises 55P03, which the client retries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from decimal import Decimal as D
+
+import psycopg
+import pytest
+
+from pgcredit import CreditClient, Retry
+
+W, R = "w", "r"
+
+# function: (setup, what c1 runs in its transaction, c2's call, what c2 must see, c2's call of the same function)
+CASES = {
+    "open_line": (
+        [], "open_line('w', 'r', 100)",
+        lambda c: c.open_line(W, R, 100), lambda res: res.replayed,
+        lambda c: c.open_line(W, R, 100)),
+    "set_credit_limit": (
+        [("open_line", W, R, 100)], "set_credit_limit('w', 'r', 50, 'cut')",
+        lambda c: c.reserve_credit(W, R, "x", 60, check=False),
+        lambda res: (res.code, res.available) == ("insufficient_credit", 50),
+        lambda c: c.set_credit_limit(W, R, 50, "again")),
+    "block_line": (
+        [("open_line", W, R, 100)], "block_line('w', 'r', 'overdue')",
+        lambda c: c.reserve_credit(W, R, "x", 1, check=False), lambda res: res.code == "line_blocked",
+        lambda c: c.block_line(W, R, "again")),
+    "unblock_line": (
+        [("open_line", W, R, 100), ("block_line", W, R, "x")], "unblock_line('w', 'r', 'paid')",
+        lambda c: c.reserve_credit(W, R, "x", 1, check=False), lambda res: res.code == "ok",
+        lambda c: c.unblock_line(W, R, "again")),
+    "reserve_credit": (
+        [("open_line", W, R, 100)], "reserve_credit('w', 'r', 'big', 75)",
+        lambda c: c.reserve_credit(W, R, "small", 40, check=False),
+        lambda res: (res.code, res.available) == ("insufficient_credit", 25),
+        lambda c: c.reserve_credit(W, R, "big", 75)),
+    "release_reservation": (
+        [("open_line", W, R, 100), ("reserve_credit", W, R, "o", 100)], "release_reservation('w', 'r', 'o')",
+        lambda c: c.reserve_credit(W, R, "x", 100, check=False), lambda res: res.code == "ok",
+        lambda c: c.release_reservation(W, R, "o")),
+    "convert_to_debit": (
+        [("open_line", W, R, 100), ("reserve_credit", W, R, "o", 100)], "convert_to_debit('w', 'r', 'o', 60)",
+        lambda c: c.reserve_credit(W, R, "x", 40, check=False),
+        lambda res: (res.code, res.available) == ("ok", 0),
+        lambda c: c.convert_to_debit(W, R, "o", 60)),
+    "record_payment": (
+        [("open_line", W, R, 100), ("reserve_credit", W, R, "o", 100), ("convert_to_debit", W, R, "o")],
+        "record_payment('w', 'r', 'p', 100)",
+        lambda c: c.reserve_credit(W, R, "x", 100, check=False), lambda res: res.code == "ok",
+        lambda c: c.record_payment(W, R, "p", 100)),
+    "reverse_debit": (
+        [("open_line", W, R, 100), ("reserve_credit", W, R, "o", 100), ("convert_to_debit", W, R, "o")],
+        "reverse_debit('w', 'r', 'o', 'v', 100, 'returned')",
+        lambda c: c.reserve_credit(W, R, "x", 100, check=False), lambda res: res.code == "ok",
+        lambda c: c.reverse_debit(W, R, "o", "v", 100, "returned")),
+    "adjust_balance": (
+        [("open_line", W, R, 100)], "adjust_balance('w', 'r', 'a', 100, 'fee')",
+        lambda c: c.reserve_credit(W, R, "x", 1, check=False), lambda res: res.code == "insufficient_credit",
+        lambda c: c.adjust_balance(W, R, "a", 100, "fee")),
+}
+
+
+def _setup(client, steps):
+    for name, *args in steps:
+        getattr(client, name)(*args)
+
+
+def _waits_on_a_lock(conn, pid) -> bool:
+    for _ in range(300):
+        row = conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+        if row["wait_event_type"] == "Lock":
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize("fn", CASES)
+def test_second_call_waits_then_sees_the_first(dsn, conn, client, fn):
+    setup, c1_sql, c2_call, c2_sees, _ = CASES[fn]
+    _setup(client, setup)
+    with psycopg.connect(dsn) as c1, psycopg.connect(dsn, autocommit=True) as c2_conn:
+        assert c1.execute(f"SELECT code FROM credit.{c1_sql}").fetchone()[0] == "ok"
+        result = {}
+        t = threading.Thread(target=lambda: result.update(res=c2_call(CreditClient(c2_conn))))
+        t.start()
+        assert _waits_on_a_lock(conn, c2_conn.info.backend_pid), "c2 did not wait for c1"
+        assert not result
+        c1.commit()
+        t.join()
+    assert c2_sees(result["res"]), result["res"]
+    assert client.reconcile() == []
+
+
+@pytest.mark.parametrize("fn", CASES)
+def test_a_wait_past_the_bound_raises_55P03_and_the_client_retries(cluster, dbname, client, fn):
+    setup, c1_sql, _, _, again = CASES[fn]
+    _setup(client, setup)
+    seen = []
+    patient = CreditClient(cluster.dsn(dbname, options="-c credit.lock_timeout=50ms"),
+                           retry=Retry(attempts=40, base_delay=0.01, max_delay=0.05,
+                                       on_retry=lambda name, attempt, exc: seen.append(exc.sqlstate)))
+    with psycopg.connect(cluster.dsn(dbname)) as c1:
+        c1.execute(f"SELECT code FROM credit.{c1_sql}")
+        t = threading.Timer(0.5, c1.commit)  # holds the lock well past the 50 ms bound
+        t.start()
+        res = again(patient)
+        t.join()
+    patient.close()
+    assert res.code == "ok"
+    assert "55P03" in seen
+
+
+def test_expire_reservations_skips_a_locked_line_and_waits_for_nothing(dsn, conn, client):
+    client.open_line(W, R, 100)
+    client.reserve_credit(W, R, "e", 10, dt.timedelta(milliseconds=10))
+    time.sleep(0.05)
+    with psycopg.connect(dsn) as c1:
+        c1.execute("SELECT 1 FROM credit.line WHERE wholesaler_id = 'w' FOR UPDATE")
+        started = time.monotonic()
+        assert client.expire_reservations() == 0
+        assert time.monotonic() - started < 0.5
+    assert client.expire_reservations() == 1
+    assert client.get_available(W, R).reserved == D(0)

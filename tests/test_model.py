@@ -1,0 +1,271 @@
+"""A stateful property test: every API operation is a rule, checked against a
+plain Decimal model of the book after every step. Each example works on lines
+of its own (a fresh wholesaler id), so examples share one database."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal as D
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from psycopg.rows import dict_row
+
+from pgcredit import CreditClient
+
+RETAILERS = st.sampled_from(["r0", "r1"])
+REFS = st.sampled_from([f"o{i}" for i in range(6)])
+KEYS = st.sampled_from([f"k{i}" for i in range(4)])
+MONEY = st.integers(1, 3_000_00).map(lambda cents: D(cents) / 100)
+SIGNED = st.integers(-1_000_00, 1_000_00).filter(bool).map(lambda cents: D(cents) / 100)
+LIMITS = st.integers(0, 10_000).map(D)
+INSTANT = timedelta(milliseconds=1)  # expired by the next step: each such reserve sleeps past it
+EXPIRY = st.sampled_from([None, INSTANT, timedelta(hours=1)])
+
+
+@dataclass
+class Hold:
+    amount: D
+    status: str = "active"
+    expired: bool = False  # past expires_at; status stays 'active' until a sweep
+    converted: D | None = None
+
+
+@dataclass
+class Line:
+    limit: D
+    status: str = "active"
+    outstanding: D = D(0)
+    holds: dict[str, Hold] = field(default_factory=dict)
+    debits: dict[str, list[D]] = field(default_factory=dict)  # order_ref -> [amount, reversed]
+    entries: dict[tuple[str, str], D] = field(default_factory=dict)  # (kind, key) -> amount
+
+    @property
+    def reserved(self) -> D:
+        return sum((h.amount for h in self.holds.values() if h.status == "active" and not h.expired), D(0))
+
+    @property
+    def available(self) -> D:
+        return self.limit - self.reserved - self.outstanding
+
+    def sweep(self) -> int:
+        """What every locking call does first: expired holds become 'expired'."""
+        swept = [h for h in self.holds.values() if h.status == "active" and h.expired]
+        for h in swept:
+            h.status = "expired"
+        return len(swept)
+
+
+class CreditMachine(RuleBasedStateMachine):
+    client: CreditClient
+    conn: psycopg.Connection
+    examples = itertools.count()
+
+    def __init__(self):
+        super().__init__()
+        self.w = f"m{next(self.examples)}"
+        self.lines: dict[str, Line] = {}
+
+    def call(self, name: str, *args):
+        return getattr(self.client, name)(self.w, *args, check=False)
+
+    def locked(self, r: str) -> Line | None:
+        line = self.lines.get(r)
+        if line:
+            line.sweep()
+        return line
+
+    @rule(r=RETAILERS, limit=LIMITS)
+    def open_line(self, r, limit):
+        res = self.call("open_line", r, limit)
+        line = self.lines.get(r)
+        if line is None:
+            self.lines[r] = Line(limit)
+            assert (res.code, res.replayed, res.available) == ("ok", False, limit)
+        elif line.limit == limit:
+            assert (res.code, res.replayed, res.available) == ("ok", True, line.available)
+        else:
+            assert res.code == "exists_with_different_terms"
+
+    @rule(r=RETAILERS, limit=LIMITS)
+    def set_credit_limit(self, r, limit):
+        res = self.call("set_credit_limit", r, limit, "review")
+        line = self.locked(r)
+        if line is None:
+            assert res.code == "line_not_found"
+            return
+        line.limit = limit
+        assert (res.code, res.available) == ("ok", line.available)
+
+    @rule(r=RETAILERS, block=st.booleans())
+    def block_or_unblock(self, r, block):
+        res = self.call("block_line" if block else "unblock_line", r, "reason")
+        line = self.locked(r)
+        if line is None:
+            assert res.code == "line_not_found"
+            return
+        line.status = "blocked" if block else "active"
+        assert (res.code, res.status) == ("ok", line.status)
+
+    @rule(r=RETAILERS, ref=REFS, amount=MONEY, expires=EXPIRY)
+    def reserve_credit(self, r, ref, amount, expires):
+        res = self.call("reserve_credit", r, ref, amount, expires)
+        line = self.locked(r)
+        if line is None:
+            assert res.code == "line_not_found"
+            return
+        hold = line.holds.get(ref)
+        if hold is not None:  # a replay, whatever else has changed
+            if hold.amount == amount:
+                assert (res.code, res.replayed, res.status, res.available) == \
+                    ("ok", True, hold.status, line.available)
+            else:
+                assert (res.code, res.amount) == ("exists_with_different_amount", hold.amount)
+        elif line.status == "blocked":
+            assert res.code == "line_blocked"
+        elif amount > line.available:
+            assert (res.code, res.shortfall, res.available) == \
+                ("insufficient_credit", amount - line.available, line.available)
+        else:
+            assert (res.code, res.replayed, res.available) == ("ok", False, line.available - amount)
+            line.holds[ref] = Hold(amount)
+            if expires == INSTANT:
+                time.sleep(0.003)
+                line.holds[ref].expired = True
+
+    @rule(r=RETAILERS, ref=REFS)
+    def release_reservation(self, r, ref):
+        res = self.call("release_reservation", r, ref)
+        line = self.locked(r)
+        if line is None:
+            assert res.code == "line_not_found"
+            return
+        hold = line.holds.get(ref)
+        if hold is None:
+            assert res.code == "reservation_not_found"
+        elif hold.status == "released":
+            assert (res.code, res.replayed, res.released_amount) == ("ok", True, hold.amount)
+        elif hold.status != "active":
+            assert res.code == f"reservation_{hold.status}"
+        else:
+            hold.status = "released"
+            assert (res.code, res.released_amount, res.available) == ("ok", hold.amount, line.available)
+
+    @rule(r=RETAILERS, ref=REFS, amount=st.none() | MONEY)
+    def convert_to_debit(self, r, ref, amount):
+        res = self.call("convert_to_debit", r, ref, amount)
+        line = self.locked(r)
+        if line is None:
+            assert res.code == "line_not_found"
+            return
+        hold = line.holds.get(ref)
+        if hold is None:
+            assert res.code == "reservation_not_found"
+        elif hold.status == "converted":
+            same = (amount or hold.amount) == hold.converted
+            assert (res.code, res.replayed) == (("ok", True) if same else ("exists_with_different_amount", False))
+        elif hold.status != "active":
+            assert res.code == f"reservation_{hold.status}"
+        elif amount is not None and amount > hold.amount:
+            assert res.code == "exceeds_reservation_amount"
+        else:
+            debit = amount or hold.amount
+            hold.status, hold.converted = "converted", debit
+            line.outstanding += debit
+            line.debits[ref] = [debit, D(0)]
+            assert (res.code, res.debited_amount, res.released_amount, res.available) == \
+                ("ok", debit, hold.amount - debit, line.available)
+
+    def _entry(self, res, line: Line, kind: str, key: str, amount: D) -> bool:
+        """Replay or conflict of an earlier entry; True if the call was new."""
+        earlier = line.entries.get((kind, key))
+        if earlier is None:
+            return True
+        assert (res.code, res.replayed) == (("ok", True) if earlier == amount
+                                            else ("exists_with_different_amount", False))
+        return False
+
+    @rule(r=RETAILERS, key=KEYS, amount=MONEY)
+    def record_payment(self, r, key, amount):
+        res = self.call("record_payment", r, key, amount)
+        line = self.locked(r)
+        if line is None:
+            assert res.code == "line_not_found"
+        elif self._entry(res, line, "CREDIT", key, amount):
+            line.entries[("CREDIT", key)] = amount
+            line.outstanding -= amount
+            assert (res.code, res.outstanding, res.available) == ("ok", line.outstanding, line.available)
+
+    @rule(r=RETAILERS, ref=REFS, key=KEYS, amount=MONEY)
+    def reverse_debit(self, r, ref, key, amount):
+        res = self.call("reverse_debit", r, ref, key, amount, "returned")
+        line = self.locked(r)
+        if line is None:
+            assert res.code == "line_not_found"
+        elif self._entry(res, line, "REVERSAL", key, amount):
+            debit = line.debits.get(ref)
+            if debit is None:
+                assert res.code == "debit_not_found"
+            elif debit[1] + amount > debit[0]:
+                assert res.code == "exceeds_debit_amount"
+            else:
+                debit[1] += amount
+                line.entries[("REVERSAL", key)] = amount
+                line.outstanding -= amount
+                assert (res.code, res.outstanding) == ("ok", line.outstanding)
+
+    @rule(r=RETAILERS, key=KEYS, amount=SIGNED)
+    def adjust_balance(self, r, key, amount):
+        res = self.call("adjust_balance", r, key, amount, "correction")
+        line = self.locked(r)
+        if line is None:
+            assert res.code == "line_not_found"
+        elif self._entry(res, line, "ADJUSTMENT", key, amount):
+            line.entries[("ADJUSTMENT", key)] = amount
+            line.outstanding += amount
+            assert (res.code, res.outstanding) == ("ok", line.outstanding)
+
+    @rule(r=RETAILERS, amount=MONEY)
+    def can_reserve(self, r, amount):
+        res = self.call("can_reserve", r, amount)
+        line = self.lines.get(r)  # a read: takes no lock, sweeps nothing
+        if line is None:
+            assert res.code == "line_not_found"
+        elif line.status == "blocked":
+            assert res.code == "line_blocked"
+        else:
+            assert (res.code, res.available) == \
+                ("insufficient_credit" if amount > line.available else "ok", line.available)
+
+    @rule()
+    def expire_reservations(self):
+        assert self.client.expire_reservations() == sum(line.sweep() for line in self.lines.values())
+
+    @invariant()
+    def totals_match_the_model(self):
+        rows = {r["retailer_id"]: r for r in self.conn.execute(
+            "SELECT retailer_id, status, credit_limit, reserved, outstanding, available "
+            "FROM credit.line_summary WHERE wholesaler_id = %s", [self.w])}
+        assert set(rows) == set(self.lines)
+        for r, line in self.lines.items():
+            assert (rows[r]["status"], rows[r]["credit_limit"], rows[r]["reserved"], rows[r]["outstanding"],
+                    rows[r]["available"]) == (line.status, line.limit, line.reserved, line.outstanding,
+                                              line.available), r
+
+    def teardown(self):
+        self.client.expire_reservations(1_000_000)  # the next example counts its own sweeps from zero
+        assert self.client.reconcile() == []
+
+
+def test_credit_state_machine(dsn, long_run):
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        CreditMachine.client, CreditMachine.conn = CreditClient(conn), conn
+        run_state_machine_as_test(CreditMachine, settings=settings(
+            max_examples=1000 if long_run else 200, stateful_step_count=100 if long_run else 50,
+            deadline=None, suppress_health_check=list(HealthCheck), database=None))
