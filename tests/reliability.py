@@ -149,7 +149,7 @@ class Sampler(threading.Thread):
 OPS = ["reserve", "pair", "release", "convert_full", "convert_partial", "payment", "reversal", "adjustment"]
 WEIGHTS = [30, 6, 14, 10, 10, 16, 7, 7]
 HOT, COLD = "hot", [f"cold{i}" for i in range(4)]
-LIMITS = {HOT: D(3_000), **{c: D(1_500) for c in COLD}}
+LIMITS = {HOT: D(2_500), **{c: D(1_200) for c in COLD}}
 
 
 class Pools:
