@@ -444,15 +444,24 @@ def fault_report(name: str, history: History, found: dict[str, list[str]], other
 
 def unlock_reserve_credit(conn: psycopg.Connection) -> None:
     """A deliberately broken variant, for self-checks, in this database only:
-    the line is read without its row lock, and the gap between the credit check
-    and the write is widened as a loaded machine would."""
+    every reservation takes the careful path, which reads the line without its
+    row lock, and the gap between the credit check and the write is widened as
+    a loaded machine would. (The fast path checks the credit inside the UPDATE
+    that takes the lock; it is switched off here.)"""
     from pgcredit.migrate import sql_dir
 
-    lock = (sql_dir() / "functions" / "_lock_line.sql").read_text()
-    assert "FOR NO KEY UPDATE" in lock
-    conn.execute(lock.replace("FOR NO KEY UPDATE", ""))
-    reserve_sql = (sql_dir() / "functions" / "reserve_credit.sql").read_text()
-    marker = "    INSERT INTO credit.reservation"
-    assert marker in reserve_sql
-    conn.execute(reserve_sql.replace(marker, "    PERFORM pg_sleep(0.02);\n" + marker, 1))
+    def patched(name: str, *edits: tuple[str, str]) -> str:
+        text = (sql_dir() / "functions" / name).read_text()
+        for old, new in edits:
+            assert text.count(old) == 1, (name, old)
+            text = text.replace(old, new)
+        return text
+
+    conn.execute(patched("_lock_line.sql", ("FOR NO KEY UPDATE", "")))
+    conn.execute(patched("reserve_credit.sql",
+                         ("x.retailer_id = reserve_credit.retailer_id\n    ON CONFLICT",
+                          "x.retailer_id = reserve_credit.retailer_id AND false\n    ON CONFLICT"),
+                         ("    INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)\n    VALUES",
+                          "    PERFORM pg_sleep(0.02);\n"
+                          "    INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)\n    VALUES")))
     conn.execute("RESET ROLE")

@@ -55,7 +55,8 @@ def test_changed_function_file_is_live_after_migrate(cluster, dbname, tmp_path):
     root = tmp_path / "sql"
     shutil.copytree(sql_dir(), root)
     f = root / "functions" / "get_available.sql"
-    f.write_text(f.read_text().replace("l.status, l.currency", "l.status, lower(l.currency)"))
+    assert "l.status::text, l.currency" in f.read_text()
+    f.write_text(f.read_text().replace("l.status::text, l.currency", "l.status::text, lower(l.currency)"))
     dsn = cluster.dsn(dbname)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT credit.open_line('w', 'r', 1)")

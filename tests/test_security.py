@@ -123,8 +123,16 @@ def test_history_is_append_only_for_everyone(conn, table, stmt, who):
         conn.execute("SET ROLE credit_owner")
     elif who == "replica_mode":  # ordinary triggers do not fire in this mode
         conn.execute("SET session_replication_role = replica")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="never changed or removed"):
         conn.execute(stmt.format(t=table))
     conn.execute("RESET ROLE")
     conn.execute("RESET session_replication_role")
     assert conn.execute(f"SELECT count(*) FROM credit.{table}").fetchone()["count"] == 1
+
+
+@pytest.mark.parametrize("stmt", ["DELETE FROM credit.line", "TRUNCATE credit.line CASCADE"])
+def test_lines_are_never_deleted(conn, stmt):
+    call(conn, "open_line", "w", "r", 100)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="never changed or removed"):
+        conn.execute(stmt)
+    assert conn.execute("SELECT count(*) FROM credit.line").fetchone()["count"] == 1

@@ -378,8 +378,11 @@ def test_reconcile_healthy(line):
                              "WHERE order_ref = 'o1'"),
     ("debit_hold_link", "UPDATE credit.reservation SET status = 'released', released_at = now(), "
                         "released_amount = amount, debit_entry_id = NULL WHERE order_ref = 'o1'"),
-    ("hold_amount", "ALTER TABLE credit.reservation DROP CONSTRAINT reservation_amount_check; "
+    ("hold_amount", "ALTER TABLE credit.reservation ALTER COLUMN amount TYPE numeric; "
                     "UPDATE credit.reservation SET amount = 'NaN' WHERE order_ref = 'o2'"),
+    ("hold_state", "UPDATE credit.reservation SET status = 'released' WHERE order_ref = 'o2'"),
+    ("hold_state", "UPDATE credit.reservation SET released_amount = 2 WHERE order_ref = 'o1'"),
+    ("hold_line", "UPDATE credit.reservation SET line_id = -1 WHERE order_ref = 'o2'"),
     ("reversal_exceeds_debit", "INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, debit_id) "
                                "SELECT line_id, 'REVERSAL', 2000, 'forged', id FROM credit.ledger_entry"),
 ])

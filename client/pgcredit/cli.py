@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import psycopg
 
@@ -85,6 +86,13 @@ def cmd_expire(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import run
+
+    run(args.out, quick=args.quick)  # reports targets; a noisy ratio is not a failure
+    return 0
+
+
 def cmd_stop(args) -> int:
     server = embedded.Server(embedded.data_home() / f"pg{embedded.major_version(embedded.find_bin_dir())}")
     if server.initialized and server.running():
@@ -114,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     expire = sub.add_parser("expire", parents=[common], help="mark expired holds, in batches")
     expire.add_argument("--batch", type=int, default=1000)
     expire.set_defaults(func=cmd_expire)
+    bench = sub.add_parser("bench", help="benchmark on a cluster of its own (fsync on) against the bare "
+                                         "UPDATE and the source design; writes OUT/bench.md and OUT/bench.png")
+    bench.add_argument("--quick", action="store_true", help="seconds instead of minutes; figures not comparable")
+    bench.add_argument("--out", type=Path, default=Path("bench-results"))
+    bench.set_defaults(func=cmd_bench)
     sub.add_parser("stop", help="stop the per-user embedded server").set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)
     try:

@@ -1,20 +1,13 @@
 SET ROLE credit_owner;
 
--- Ids and idempotency keys: non-NULL, not blank, at most 200 characters, no
--- control characters. The message names the argument so any caller can tell
--- which value was refused.
+-- Raises 22023 naming the argument when credit._id_problem finds one.
 CREATE OR REPLACE FUNCTION credit._require_id(value text, name text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_problem text := credit._id_problem(value, name);
 BEGIN
-    IF value IS NULL THEN
-        RAISE USING ERRCODE = '22023', MESSAGE = format('%s must not be NULL', name);
-    ELSIF btrim(value) = '' THEN
-        RAISE USING ERRCODE = '22023', MESSAGE = format('%s must not be blank', name);
-    ELSIF length(value) > 200 THEN
-        RAISE USING ERRCODE = '22023',
-            MESSAGE = format('%s must be at most 200 characters, got %s', name, length(value));
-    ELSIF value ~ '[[:cntrl:]]' THEN
-        RAISE USING ERRCODE = '22023', MESSAGE = format('%s must not contain control characters', name);
+    IF v_problem IS NOT NULL THEN
+        RAISE USING ERRCODE = '22023', MESSAGE = v_problem;
     END IF;
 END
 $$;

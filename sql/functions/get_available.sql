@@ -9,8 +9,8 @@ DECLARE
 BEGIN
     PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
     PERFORM credit._require_id(retailer_id, 'retailer_id');
-    SELECT 'ok', l.credit_limit, v.reserved, l.outstanding, l.credit_limit - v.reserved - l.outstanding,
-           l.status, l.currency
+    SELECT 'ok', l.credit_limit::numeric, v.reserved, l.outstanding, l.credit_limit - v.reserved - l.outstanding,
+           l.status::text, l.currency
       INTO r
       FROM credit.line l, LATERAL (SELECT credit._reserved_now(l) AS reserved) v
      WHERE l.wholesaler_id = get_available.wholesaler_id AND l.retailer_id = get_available.retailer_id;

@@ -1,26 +1,61 @@
 SET ROLE credit_owner;
 
 -- Holds amount for an order if the line is active and has that much available.
+--
+-- Fast path: the hold row is written first, then the line's lock is taken by
+-- the one conditional UPDATE that also checks the credit, so the lock is held
+-- no longer than a bare UPDATE would hold it (BENCHMARKS.md). Anything else (a
+-- key used before, a refusal, no such line, expired holds awaiting a sweep)
+-- drops the speculative row and takes the careful path: lock, sweep, then
+-- replay check before every other check.
 CREATE OR REPLACE FUNCTION credit.reserve_credit(
     wholesaler_id text, retailer_id text, order_ref text, amount numeric,
     expires_in interval DEFAULT NULL)
 RETURNS credit.reserve_result
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_amount numeric;
+    v_problem text := coalesce(
+        credit._id_problem(wholesaler_id, 'wholesaler_id'), credit._id_problem(retailer_id, 'retailer_id'),
+        credit._id_problem(order_ref, 'order_ref'), credit._money_problem(amount, 'amount', 'positive'),
+        CASE WHEN NOT isfinite(expires_in) OR expires_in <= interval '0'
+             THEN format('expires_in must be a positive finite interval, got %s', expires_in) END);
+    v_amount numeric := round(amount, 2);
+    v_expires_at timestamptz;
+    v_saved text;
+    v_id bigint;
+    v_line bigint;
+    v_available numeric;
     l credit.line;
     h credit.reservation;
-    v_available numeric;
-    v_expires_at timestamptz;
 BEGIN
-    PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
-    PERFORM credit._require_id(retailer_id, 'retailer_id');
-    PERFORM credit._require_id(order_ref, 'order_ref');
-    v_amount := credit._money(amount, 'amount', 'positive');
-    IF expires_in IS NOT NULL AND (NOT isfinite(expires_in) OR expires_in <= interval '0') THEN
-        RAISE USING ERRCODE = '22023', MESSAGE = format('expires_in must be a positive finite interval, got %s', expires_in);
+    IF v_problem IS NOT NULL THEN
+        RAISE USING ERRCODE = '22023', MESSAGE = v_problem;
     END IF;
     v_expires_at := now() + expires_in;
+
+    v_saved := credit._bound_lock_wait();
+    INSERT INTO credit.reservation AS r (line_id, order_ref, amount, expires_at)
+    SELECT x.id, reserve_credit.order_ref, v_amount, v_expires_at FROM credit.line x
+     WHERE x.wholesaler_id = reserve_credit.wholesaler_id AND x.retailer_id = reserve_credit.retailer_id
+    ON CONFLICT ON CONSTRAINT reservation_line_id_order_ref_key DO NOTHING
+    RETURNING r.id, r.line_id INTO v_id, v_line;
+    IF v_id IS NOT NULL THEN
+        UPDATE credit.line x
+           SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
+         WHERE x.id = v_line AND x.status = 'active' AND (x.next_expiry IS NULL OR x.next_expiry > now())
+           AND v_amount <= x.credit_limit - x.reserved - x.outstanding
+        RETURNING x.credit_limit - x.reserved - x.outstanding INTO v_available;
+        IF FOUND THEN
+            IF v_saved IS NOT NULL THEN
+                PERFORM set_config('lock_timeout', v_saved, true);
+            END IF;
+            RETURN ('ok', v_id, 'active', v_amount, v_available, 0, false)::credit.reserve_result;
+        END IF;
+        DELETE FROM credit.reservation r WHERE r.id = v_id;
+    END IF;
+    IF v_saved IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', v_saved, true);
+    END IF;
 
     l := credit._lock_line(wholesaler_id, retailer_id);
     IF l.id IS NULL THEN
@@ -34,21 +69,20 @@ BEGIN
         RETURN (CASE WHEN h.amount = v_amount THEN 'ok' ELSE 'exists_with_different_amount' END,
                 h.id, h.status, h.amount, v_available, CASE WHEN h.amount = v_amount THEN 0 END,
                 h.amount = v_amount)::credit.reserve_result;
-    END IF;
-
-    IF l.status = 'blocked' THEN
+    ELSIF l.status = 'blocked' THEN
         RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'line_blocked');
     ELSIF v_amount > v_available THEN
         RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'insufficient_credit');
     END IF;
 
+    -- The fast path found no room, or the line awaited a sweep: now there is room.
     INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)
     VALUES (l.id, order_ref, v_amount, v_expires_at)
-    RETURNING id INTO h.id;
+    RETURNING id INTO v_id;
     UPDATE credit.line x
        SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
      WHERE x.id = l.id;
-    RETURN ('ok', h.id, 'active', v_amount, v_available - v_amount, 0, false)::credit.reserve_result;
+    RETURN ('ok', v_id, 'active', v_amount, v_available - v_amount, 0, false)::credit.reserve_result;
 END
 $$;
 REVOKE ALL ON FUNCTION credit.reserve_credit(text, text, text, numeric, interval) FROM PUBLIC;

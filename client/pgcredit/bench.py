@@ -1,0 +1,349 @@
+"""`pgcredit bench`: pgcredit against the physical limit and against the design
+it replaces, in one run, on a cluster of its own with fsync and
+synchronous_commit on.
+
+SQL workloads are driven by pgbench (prepared statements); latency percentiles
+come from pgbench's per-transaction logs. The Python client is driven by
+threads at the same concurrency.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+
+from . import embedded
+from .client import CreditClient
+from .migrate import migrate
+
+# Durable settings (fsync, synchronous_commit and full_page_writes keep their
+# defaults: on). Checkpoints are spread out so that none lands inside a short run.
+SETTINGS = ["shared_buffers=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min", "max_connections=100"]
+
+BASELINE_SQL = """
+CREATE SCHEMA bench;
+-- (a) The physical limit: one conditional UPDATE of one row per reservation.
+CREATE TABLE bench.bare (id int PRIMARY KEY, used numeric NOT NULL, lim numeric NOT NULL);
+INSERT INTO bench.bare SELECT g, 0, 1e15 FROM generate_series(0, 999) g;
+-- (b) The design of the source documents: lock the line, SUM its whole ledger,
+-- insert an entry, commit.
+CREATE TABLE bench.naive_line (id int PRIMARY KEY, lim numeric NOT NULL);
+CREATE TABLE bench.naive_ledger (id bigserial PRIMARY KEY, line_id int NOT NULL REFERENCES bench.naive_line,
+                                 amount numeric NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX ON bench.naive_ledger (line_id);
+INSERT INTO bench.naive_line VALUES (1, 1e15), (2, 1e15);
+CREATE FUNCTION bench.naive_reserve(p_line int, p_amount numeric) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_lim numeric;
+    v_used numeric;
+BEGIN
+    SELECT lim INTO v_lim FROM bench.naive_line WHERE id = p_line FOR UPDATE;
+    SELECT coalesce(sum(amount), 0) INTO v_used FROM bench.naive_ledger WHERE line_id = p_line;
+    IF v_used + p_amount > v_lim THEN
+        RETURN 'insufficient_credit';
+    END IF;
+    INSERT INTO bench.naive_ledger (line_id, amount) VALUES (p_line, p_amount);
+    RETURN 'ok';
+END $$;
+"""
+
+RESERVE = "SELECT code FROM credit.reserve_credit('bench', {line}, :client_id || '.' || :n, 1);"
+SCRIPTS = {
+    "reserve_hot": "\\set n random(1, 2000000000)\n" + RESERVE.format(line="'hot'"),
+    "reserve_spread": "\\set n random(1, 2000000000)\n\\set l random(0, 999)\n" + RESERVE.format(line="'s' || :l"),
+    "lifecycle": """\\set n random(1, 2000000000)
+\\set l random(0, 999)
+\\set deliver random(0, 1)
+SELECT code FROM credit.reserve_credit('bench', 's' || :l, 'c' || :client_id || '.' || :n, 100);
+\\if :deliver
+SELECT code FROM credit.convert_to_debit('bench', 's' || :l, 'c' || :client_id || '.' || :n);
+\\else
+SELECT code FROM credit.release_reservation('bench', 's' || :l, 'c' || :client_id || '.' || :n);
+\\endif
+""",
+    "bare_hot": "UPDATE bench.bare SET used = used + 1 WHERE id = 0 AND used + 1 <= lim;",
+    "bare_spread": "\\set id random(0, 999)\nUPDATE bench.bare SET used = used + 1 WHERE id = :id AND used + 1 <= lim;",
+    "naive": "SELECT bench.naive_reserve(:line, 1);",
+}
+
+
+@dataclass
+class Result:
+    name: str
+    clients: int
+    tps: float
+    p50_ms: float
+    p99_ms: float
+    baseline: str = ""
+    ratio: float | None = None
+
+
+@dataclass
+class Target:
+    what: str
+    ratio: float
+    minimum: float
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= self.minimum
+
+
+def _percentiles(latencies_us: list[float]) -> tuple[float, float]:
+    if len(latencies_us) < 2:
+        return (latencies_us[0] / 1000, latencies_us[0] / 1000) if latencies_us else (0.0, 0.0)
+    q = statistics.quantiles(latencies_us, n=100, method="inclusive")
+    return q[49] / 1000, q[98] / 1000
+
+
+class Bench:
+    def __init__(self, server: embedded.Server, dsn: str, seconds: int, work: Path):
+        self.server, self.dsn, self.seconds, self.work = server, dsn, seconds, work
+        self.results: dict[tuple[str, int], Result] = {}
+        self.step = 0
+        self.total = 0
+
+    def _say(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def pgbench(self, name: str, script: str, clients: int, **variables) -> Result:
+        self.step += 1
+        self._say(f"[{self.step}/{self.total}] {name}, {clients} client(s), {self.seconds} s ...")
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+        path = self.work / f"{name}.sql"
+        path.write_text(script)
+        logs = self.work / f"log-{self.step}"
+        logs.mkdir()
+        params = psycopg.conninfo.conninfo_to_dict(self.dsn)
+        cmd = [str(self.server.bin / "pgbench"), "-n", "-M", "prepared", "-c", str(clients),
+               "-j", str(min(clients, os.cpu_count() or 1)), "-T", str(self.seconds), "-P", "1",
+               "-l", "--log-prefix", str(logs / "tx"), "-f", str(path),
+               "-h", params["host"], "-p", str(params["port"]), "-U", params["user"]]
+        cmd += [f"-D{k}={v}" for k, v in variables.items()]
+        done = subprocess.run(cmd + [params["dbname"]], stdout=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise RuntimeError(f"pgbench failed for {name}:\n{done.stdout}")
+        latencies = []
+        for f in glob.glob(str(logs / "tx*")):
+            with open(f) as fh:
+                latencies += [float(line.split()[2]) for line in fh]
+        tps = len(latencies) / self.seconds
+        p50, p99 = _percentiles(latencies)
+        result = Result(name, clients, tps, p50, p99)
+        self.results[(name, clients)] = result
+        self._say(f"      {tps:,.0f} tps, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        return result
+
+    def python_client(self, name: str, clients: int) -> Result:
+        """The same reservations as reserve_hot, through CreditClient, one
+        connection per thread."""
+        self.step += 1
+        self._say(f"[{self.step}/{self.total}] {name}, {clients} client(s), {self.seconds} s ...")
+        latencies: list[list[float]] = [[] for _ in range(clients)]
+        stop = threading.Event()
+        gate = threading.Barrier(clients + 1)
+
+        def worker(i: int) -> None:
+            client = CreditClient(psycopg.connect(self.dsn, autocommit=True))
+            n = 0
+            gate.wait()
+            while not stop.is_set():
+                n += 1
+                started = time.perf_counter()
+                client.reserve_credit("bench", "hot", f"py{i}.{n}", Decimal(1))
+                latencies[i].append((time.perf_counter() - started) * 1e6)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        gate.wait()
+        time.sleep(self.seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        flat = [x for per in latencies for x in per]
+        p50, p99 = _percentiles(flat)
+        result = Result(name, clients, len(flat) / self.seconds, p50, p99)
+        self.results[(name, clients)] = result
+        self._say(f"      {result.tps:,.0f} calls/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        return result
+
+    def build_history(self, retailer: str, rows: int) -> None:
+        """`rows` payments and `rows` released holds on one line, built in
+        batches of short transactions: one transaction updating the line row
+        hundreds of thousands of times would walk an ever longer version chain."""
+        if rows == 0:
+            return
+        self._say(f"building {rows:,} ledger rows and {rows:,} released holds on line {retailer} ...")
+        batch = 50_000
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            line = conn.execute("SELECT id FROM credit.line WHERE wholesaler_id = 'bench' AND retailer_id = %s",
+                                [retailer]).fetchone()[0]
+            for start in range(0, rows, batch):
+                end = min(start + batch, rows)
+                with conn.transaction():
+                    conn.execute("""
+                        INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, created_at)
+                        SELECT %(line)s, 'CREDIT', 1, 'hist-' || g, now() - interval '1 day'
+                          FROM generate_series(%(start)s, %(end)s - 1) g""", dict(line=line, start=start, end=end))
+                    conn.execute("""
+                        INSERT INTO credit.reservation (line_id, order_ref, amount, status, created_at,
+                                                        released_at, released_amount)
+                        SELECT %(line)s, 'hist-' || g, 1, 'released', now() - interval '1 day', now(), 1
+                          FROM generate_series(%(start)s, %(end)s - 1) g""", dict(line=line, start=start, end=end))
+                    conn.execute("UPDATE credit.line SET outstanding = outstanding - %s WHERE id = %s",
+                                 [end - start, line])
+
+    def build_naive_history(self, rows: int) -> None:
+        self._say(f"building {rows:,} ledger rows for the source design's line ...")
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            for start in range(0, rows, 100_000):
+                conn.execute("INSERT INTO bench.naive_ledger (line_id, amount) SELECT 2, 1 "
+                             "FROM generate_series(1, %s)", [min(100_000, rows - start)])
+
+
+def _compare(results, name, clients, base, base_clients, label=None) -> None:
+    r, b = results.get((name, clients)), results.get((base, base_clients))
+    if r and b and b.tps:
+        r.baseline, r.ratio = label or f"{base} @{base_clients}", r.tps / b.tps
+
+
+def _targets(results, naive: str) -> list[Target]:
+    """The issue's targets, each a ratio of two runs of this one run."""
+    wanted = [
+        ("hot reserve_credit / bare single-row UPDATE, 8 clients", ("reserve_hot", 8), ("bare_hot", 8), 0.7),
+        ("spread reserve_credit / bare UPDATE over 1,000 rows, 32 clients",
+         ("reserve_spread", 32), ("bare_spread", 32), 0.5),
+        ("reserve_credit with the largest history / empty line, 8 clients",
+         ("reserve_history_h1m", 8), ("reserve_history_h0", 8), 0.9),
+        (f"reserve_credit with the largest history / source design ({naive}), 8 clients",
+         ("reserve_history_h1m", 8), (naive, 8), 30.0),
+        ("Python client / pgbench, hot reserve_credit, 8 clients", ("python_reserve_hot", 8), ("reserve_hot", 8), 0.5),
+    ]
+    out = []
+    for what, a, b, minimum in wanted:
+        if a in results and b in results and results[b].tps:
+            out.append(Target(what, results[a].tps / results[b].tps, minimum))
+    return out
+
+
+def run(out: Path, quick: bool = False) -> list[Result]:
+    seconds = 1 if quick else 10
+    clients = [1, 8] if quick else [1, 8, 32]
+    sizes = {"h0": 0, "h100k": 1_000 if quick else 100_000, "h1m": 10_000 if quick else 1_000_000}
+    naive_rows = 5_000 if quick else 500_000
+    out.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
+    os.chmod(base, 0o755)  # the server account must reach its data directory inside
+    server = embedded.Server(base / "server")
+    try:
+        server.init()
+        server.start(*SETTINGS)
+        dsn = server.ensure_database("bench")
+        migrate(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(BASELINE_SQL)
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            fsync = conn.execute("SHOW fsync").fetchone()[0]
+            sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
+        client = CreditClient(dsn)
+        for line in ["hot", *sizes, *[f"s{i}" for i in range(1000)]]:
+            client.open_line("bench", line, Decimal(10) ** 15)
+        client.close()
+        b = Bench(server, dsn, seconds, base)
+        b.total = 4 * len(clients) + 1 + len(sizes) + 2 + len(clients)
+        for name, rows in sizes.items():
+            b.build_history(name, rows)
+        b.build_naive_history(naive_rows)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+
+        for c in clients:
+            b.pgbench("bare_hot", SCRIPTS["bare_hot"], c)
+            b.pgbench("reserve_hot", SCRIPTS["reserve_hot"], c)
+        for c in clients:
+            b.pgbench("bare_spread", SCRIPTS["bare_spread"], c)
+            b.pgbench("reserve_spread", SCRIPTS["reserve_spread"], c)
+        b.pgbench("lifecycle", SCRIPTS["lifecycle"], 8)
+        for name in sizes:
+            b.pgbench(f"reserve_history_{name}", SCRIPTS["reserve_hot"].replace("'hot'", f"'{name}'"), 8)
+        b.pgbench("naive_small", SCRIPTS["naive"], 8, line=1)
+        b.pgbench(f"naive_{naive_rows // 1000}k", SCRIPTS["naive"], 8, line=2)
+        for c in clients:
+            b.python_client("python_reserve_hot", c)
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+    r = b.results
+    for c in clients:
+        _compare(r, "reserve_hot", c, "bare_hot", c)
+        _compare(r, "reserve_spread", c, "bare_spread", c)
+        _compare(r, "python_reserve_hot", c, "reserve_hot", c, f"pgbench reserve_hot @{c}")
+    _compare(r, "lifecycle", 8, "reserve_spread", 8)
+    for name in sizes:
+        _compare(r, f"reserve_history_{name}", 8, "reserve_history_h0", 8)
+    naive = f"naive_{naive_rows // 1000}k"
+    _compare(r, naive, 8, "naive_small", 8)
+    results, targets = list(r.values()), _targets(r, naive)
+    meta = dict(version=version, fsync=fsync, synchronous_commit=sync, seconds=seconds, quick=quick)
+    table = markdown(results, targets, meta)
+    print(table)
+    (out / "bench.md").write_text(table)
+    plot(results, out / "bench.png")
+    return results
+
+
+def markdown(results: list[Result], targets: list[Target], meta: dict) -> str:
+    lines = [f"PostgreSQL {meta['version']}, fsync={meta['fsync']}, synchronous_commit={meta['synchronous_commit']}, "
+             f"{meta['seconds']} s per run, {os.cpu_count()} CPUs"
+             + (" (--quick: sizes and durations reduced, figures not comparable)" if meta["quick"] else ""),
+             "",
+             "| workload | clients | tps | p50 ms | p99 ms | compared with | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for x in results:
+        ratio = f"{x.ratio:.2f}" if x.ratio is not None else ""
+        lines.append(f"| {x.name} | {x.clients} | {x.tps:,.0f} | {x.p50_ms:.2f} | {x.p99_ms:.2f} | "
+                     f"{x.baseline} | {ratio} |")
+    lines += ["", "| target | ratio | wanted | |", "|---|---|---|---|"]
+    lines += [f"| {t.what} | {t.ratio:.2f} | ≥ {t.minimum:g} | {'met' if t.met else 'MISSED'} |" for t in targets]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[Result], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"(matplotlib is not installed: no plot; pip install 'pgcredit[bench]')", file=sys.stderr)
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for name, style in [("bare_hot", "k--"), ("reserve_hot", "C0-o"), ("python_reserve_hot", "C2-^"),
+                        ("bare_spread", "k:"), ("reserve_spread", "C1-s")]:
+        pts = sorted((x.clients, x.tps) for x in results if x.name == name)
+        if pts:
+            left.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
+    left.set(xscale="log", xlabel="clients", ylabel="transactions / s", title="Reservations vs the bare UPDATE")
+    left.set_xticks(sorted({x.clients for x in results}), labels=[str(c) for c in sorted({x.clients for x in results})])
+    left.legend()
+    bars = [x for x in results if x.name.startswith(("reserve_history", "naive", "lifecycle"))]
+    right.barh([x.name for x in bars], [x.tps for x in bars], color="C0")
+    right.set(xscale="log", xlabel="transactions / s (8 clients, log scale)", title="History and the source design")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
