@@ -85,3 +85,17 @@ def test_persistent_embedded_server(cluster):
     finally:
         pgcredit("stop", env=env)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_bench_quick_runs_and_reports(tmp_path):
+    """Only that it runs and reports: speed is measured by `pgcredit bench`, not asserted."""
+    done = pgcredit("bench", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[1/" in done.stderr  # progress
+    report = (tmp_path / "bench.md").read_text()
+    assert report == done.stdout.strip() + "\n"
+    for workload in ("bare_hot", "reserve_hot", "bare_spread", "reserve_spread", "lifecycle",
+                     "reserve_history_h0", "reserve_history_h1m", "naive_small", "python_reserve_hot"):
+        assert f"| {workload} |" in report
+    assert "| target | ratio | wanted |" in report
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

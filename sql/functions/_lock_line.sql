@@ -12,9 +12,7 @@ BEGIN
     SELECT * INTO l FROM credit.line x
      WHERE x.wholesaler_id = _lock_line.wholesaler_id AND x.retailer_id = _lock_line.retailer_id
        FOR NO KEY UPDATE;
-    IF v_saved IS NOT NULL THEN
-        PERFORM set_config('lock_timeout', v_saved, true);
-    END IF;
+    v_saved := credit._end_lock_wait(v_saved);
 
     IF l.next_expiry <= now() THEN
         PERFORM credit._sweep_line(l.id, NULL);

@@ -33,9 +33,7 @@ BEGIN
     VALUES (wholesaler_id, retailer_id, v_limit, currency, payment_terms_days)
     ON CONFLICT ON CONSTRAINT line_wholesaler_id_retailer_id_key DO NOTHING
     RETURNING * INTO l;
-    IF v_saved IS NOT NULL THEN
-        PERFORM set_config('lock_timeout', v_saved, true);
-    END IF;
+    v_saved := credit._end_lock_wait(v_saved);
     IF l.id IS NOT NULL THEN
         INSERT INTO credit.line_event (line_id, kind, new_limit) VALUES (l.id, 'opened', v_limit);
         RETURN ('ok', l.id, v_limit, 0, 0, v_limit, l.status, false)::credit.open_line_result;

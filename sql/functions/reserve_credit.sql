@@ -46,16 +46,12 @@ BEGIN
            AND v_amount <= x.credit_limit - x.reserved - x.outstanding
         RETURNING x.credit_limit - x.reserved - x.outstanding INTO v_available;
         IF FOUND THEN
-            IF v_saved IS NOT NULL THEN
-                PERFORM set_config('lock_timeout', v_saved, true);
-            END IF;
+            v_saved := credit._end_lock_wait(v_saved);
             RETURN ('ok', v_id, 'active', v_amount, v_available, 0, false)::credit.reserve_result;
         END IF;
         DELETE FROM credit.reservation r WHERE r.id = v_id;
     END IF;
-    IF v_saved IS NOT NULL THEN
-        PERFORM set_config('lock_timeout', v_saved, true);
-    END IF;
+    v_saved := credit._end_lock_wait(v_saved);
 
     l := credit._lock_line(wholesaler_id, retailer_id);
     IF l.id IS NULL THEN
