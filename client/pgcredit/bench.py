@@ -319,7 +319,7 @@ def markdown(results: list[Result], targets: list[Target], meta: dict) -> str:
         lines.append(f"| {x.name} | {x.clients} | {x.tps:,.0f} | {x.p50_ms:.2f} | {x.p99_ms:.2f} | "
                      f"{x.baseline} | {ratio} |")
     lines += ["", "| target | ratio | wanted | |", "|---|---|---|---|"]
-    lines += [f"| {t.what} | {t.ratio:.2f} | ≥ {t.minimum:g} | {'met' if t.met else 'MISSED'} |" for t in targets]
+    lines += [f"| {t.what} | {t.ratio:.3f} | ≥ {t.minimum:g} | {'met' if t.met else 'MISSED'} |" for t in targets]
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,12 @@ SET ROLE credit_owner;
 -- key used before, a refusal, no such line, expired holds awaiting a sweep)
 -- drops the speculative row and takes the careful path: lock, sweep, then
 -- replay check before every other check.
+--
+-- One wait is new here: the speculative row is held while waiting for the
+-- line. A transaction that already holds this line from an earlier call and
+-- now reserves the same order_ref waits on that row: a deadlock, which
+-- PostgreSQL breaks (40P01) and the client retries with the same key. It
+-- needs a multi-call transaction and a concurrent duplicate of one order.
 CREATE OR REPLACE FUNCTION credit.reserve_credit(
     wholesaler_id text, retailer_id text, order_ref text, amount numeric,
     expires_in interval DEFAULT NULL)
