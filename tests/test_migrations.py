@@ -3,17 +3,16 @@ every way of installing yields the same schema."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from conftest import private_server
 from pgcredit.migrate import migrate, sql_dir
 
 MIGRATIONS = sorted((sql_dir() / "migrations").glob("*.sql"))
@@ -158,14 +157,7 @@ def test_non_superuser_owner_without_the_role_gets_a_clear_error(cluster):
 
 def test_non_superuser_owner_with_createrole_on_a_new_cluster(cluster):
     """Where the credit roles do not exist yet, the owner's migration creates them."""
-    from pgcredit import embedded
-
-    base = Path(tempfile.mkdtemp(prefix="pgc-owner-"))
-    os.chmod(base, 0o755)
-    server = embedded.Server(base / "s", cluster.bin)
-    try:
-        server.init()
-        server.start("fsync=off")
+    with private_server(cluster) as server:
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
             conn.execute("CREATE ROLE dbowner LOGIN CREATEROLE")
             conn.execute("CREATE DATABASE shop OWNER dbowner")
@@ -174,6 +166,3 @@ def test_non_superuser_owner_with_createrole_on_a_new_cluster(cluster):
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
             assert conn.execute("SELECT code FROM credit.open_line('w', 'r', 5)").fetchone() == ("ok",)
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)

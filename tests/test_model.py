@@ -11,7 +11,6 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 import psycopg
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test

@@ -5,15 +5,12 @@ and each check is shown to fail on a system without the protection it tests.
 from __future__ import annotations
 
 import collections
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from pgcredit import embedded, migrate
+from conftest import private_server
+from pgcredit import migrate
 from reliability import (
     contention, contention_report, database_violations, fault_report, fault_violations, faults,
     history_violations, report, unlock_reserve_credit,
@@ -47,18 +44,10 @@ def test_t1_checker_catches_an_unlocked_reserve_credit(cluster, dsn, conn):
 @pytest.fixture
 def fault_server(cluster):
     """A cluster of the test's own: T2 crashes it."""
-    base = Path(tempfile.mkdtemp(prefix="pgc-t2-"))
-    os.chmod(base, 0o755)
-    server = embedded.Server(base / "s", cluster.bin)
-    try:
-        server.init()
-        server.start("fsync=off")
+    with private_server(cluster) as server:
         dsn = server.ensure_database("t2")
         migrate(dsn)
         yield server, dsn
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_t2_faults_lose_phantom_and_duplicate_nothing(cluster, fault_server, long_run):

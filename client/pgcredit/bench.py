@@ -330,7 +330,7 @@ def plot(results: list[Result], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f"(matplotlib is not installed: no plot; pip install 'pgcredit[bench]')", file=sys.stderr)
+        print("(matplotlib is not installed: no plot; pip install 'pgcredit[bench]')", file=sys.stderr)
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     for name, style in [("bare_hot", "k--"), ("reserve_hot", "C0-o"), ("python_reserve_hot", "C2-^"),

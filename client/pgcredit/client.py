@@ -59,6 +59,18 @@ def _finish(query: Query, rows: list[dict], check: bool) -> Any:
     return result
 
 
+def _after_failure(retry: Retry, name: str, attempt: int, exc: psycopg.Error, retryable: bool) -> float:
+    """Raises what the caller should see, or returns how long to wait before
+    the next attempt with the same key."""
+    if not (retryable and errors.is_retryable(exc)):
+        raise errors.translate(exc) from exc
+    if attempt + 1 == retry.attempts:
+        raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
+    if retry.on_retry:
+        retry.on_retry(name, attempt, exc)
+    return retry.delay(attempt)
+
+
 class _Api:
     """The public API. Arguments are those of the SQL functions; money is Decimal
     (or int) in and Decimal out. A non-ok code raises the matching
@@ -190,13 +202,7 @@ class CreditClient(_Api):
                         cur.execute(query.sql, params)
                         rows = cur.fetchall()
             except psycopg.Error as exc:
-                if not (retryable and errors.is_retryable(exc)):
-                    raise errors.translate(exc) from exc
-                if attempt + 1 == self.retry.attempts:
-                    raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
-                if self.retry.on_retry:
-                    self.retry.on_retry(name, attempt, exc)
-                time.sleep(self.retry.delay(attempt))
+                time.sleep(_after_failure(self.retry, name, attempt, exc, retryable))
             else:
                 return _finish(query, rows, check)
         raise AssertionError("unreachable")
@@ -242,13 +248,7 @@ class AsyncCreditClient(_Api):
                         await cur.execute(query.sql, params)
                         rows = await cur.fetchall()
             except psycopg.Error as exc:
-                if not (retryable and errors.is_retryable(exc)):
-                    raise errors.translate(exc) from exc
-                if attempt + 1 == self.retry.attempts:
-                    raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
-                if self.retry.on_retry:
-                    self.retry.on_retry(name, attempt, exc)
-                await asyncio.sleep(self.retry.delay(attempt))
+                await asyncio.sleep(_after_failure(self.retry, name, attempt, exc, retryable))
             else:
                 return _finish(query, rows, check)
         raise AssertionError("unreachable")
