@@ -3,12 +3,9 @@ built by the real migrations and function files; a fresh copy per test."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import psycopg
@@ -121,21 +118,10 @@ def cluster(request):
         pg.stop()
 
 
-@contextlib.contextmanager
 def private_server(cluster):
     """A started cluster of the test's own (same binaries), for tests that crash
-    servers or need one without the credit roles. In /tmp, which the server
-    account can reach."""
-    base = Path(tempfile.mkdtemp(prefix="pgc-own-"))
-    os.chmod(base, 0o755)
-    server = embedded.Server(base / "s", cluster.bin)
-    try:
-        server.init()
-        server.start("fsync=off")
-        yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
+    servers or need one without the credit roles."""
+    return embedded.throwaway(cluster.bin)
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ class Bench:
         self.server, self.dsn, self.seconds, self.work = server, dsn, seconds, work
         self.results: dict[tuple[str, int], Result] = {}
         self.step = 0
-        self.total = 0
+        self.total = 0  # runs planned, for the progress lines
 
     def _say(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -246,47 +246,42 @@ def run(out: Path, quick: bool = False) -> list[Result]:
     sizes = {"h0": 0, "h100k": 1_000 if quick else 100_000, "h1m": 10_000 if quick else 1_000_000}
     naive_rows = 5_000 if quick else 500_000
     out.mkdir(parents=True, exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
-    os.chmod(base, 0o755)  # the server account must reach its data directory inside
-    server = embedded.Server(base / "server")
+    work = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
     try:
-        server.init()
-        server.start(*SETTINGS)
-        dsn = server.ensure_database("bench")
-        migrate(dsn)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(BASELINE_SQL)
-            version = conn.execute("SHOW server_version").fetchone()[0]
-            fsync = conn.execute("SHOW fsync").fetchone()[0]
-            sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
-        client = CreditClient(dsn)
-        for line in ["hot", *sizes, *[f"s{i}" for i in range(1000)]]:
-            client.open_line("bench", line, Decimal(10) ** 15)
-        client.close()
-        b = Bench(server, dsn, seconds, base)
-        b.total = 4 * len(clients) + 1 + len(sizes) + 2 + len(clients)
-        for name, rows in sizes.items():
-            b.build_history(name, rows)
-        b.build_naive_history(naive_rows)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
+        with embedded.throwaway(settings=tuple(SETTINGS)) as server:
+            dsn = server.ensure_database("bench")
+            migrate(dsn)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(BASELINE_SQL)
+                version = conn.execute("SHOW server_version").fetchone()[0]
+                fsync = conn.execute("SHOW fsync").fetchone()[0]
+                sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
+            client = CreditClient(dsn)
+            for line in ["hot", *sizes, *[f"s{i}" for i in range(1000)]]:
+                client.open_line("bench", line, Decimal(10) ** 15)
+            client.close()
+            b = Bench(server, dsn, seconds, work)
+            for name, rows in sizes.items():
+                b.build_history(name, rows)
+            b.build_naive_history(naive_rows)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
 
-        for c in clients:
-            b.pgbench("bare_hot", SCRIPTS["bare_hot"], c)
-            b.pgbench("reserve_hot", SCRIPTS["reserve_hot"], c)
-        for c in clients:
-            b.pgbench("bare_spread", SCRIPTS["bare_spread"], c)
-            b.pgbench("reserve_spread", SCRIPTS["reserve_spread"], c)
-        b.pgbench("lifecycle", SCRIPTS["lifecycle"], 8)
-        for name in sizes:
-            b.pgbench(f"reserve_history_{name}", SCRIPTS["reserve_hot"].replace("'hot'", f"'{name}'"), 8)
-        b.pgbench("naive_small", SCRIPTS["naive"], 8, line=1)
-        b.pgbench(f"naive_{naive_rows // 1000}k", SCRIPTS["naive"], 8, line=2)
-        for c in clients:
-            b.python_client("python_reserve_hot", c)
+            plan = [lambda c=c, w=w: b.pgbench(f"{w}_hot", SCRIPTS[f"{w}_hot"], c)
+                    for c in clients for w in ("bare", "reserve")]
+            plan += [lambda c=c, w=w: b.pgbench(f"{w}_spread", SCRIPTS[f"{w}_spread"], c)
+                     for c in clients for w in ("bare", "reserve")]
+            plan.append(lambda: b.pgbench("lifecycle", SCRIPTS["lifecycle"], 8))
+            plan += [lambda n=n: b.pgbench(f"reserve_history_{n}", SCRIPTS["reserve_hot"].replace("'hot'", f"'{n}'"), 8)
+                     for n in sizes]
+            plan.append(lambda: b.pgbench("naive_small", SCRIPTS["naive"], 8, line=1))
+            plan.append(lambda: b.pgbench(f"naive_{naive_rows // 1000}k", SCRIPTS["naive"], 8, line=2))
+            plan += [lambda c=c: b.python_client("python_reserve_hot", c) for c in clients]
+            b.total = len(plan)
+            for step in plan:
+                step()
     finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
     r = b.results
     for c in clients:

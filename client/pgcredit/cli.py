@@ -94,7 +94,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    server = embedded.Server(embedded.data_home() / f"pg{embedded.major_version(embedded.find_bin_dir())}")
+    server = embedded.user_server()
     if server.initialized and server.running():
         server.stop()
         print(f"stopped the embedded server in {server.base}")

@@ -170,14 +170,14 @@ class Server:
 
 
 @contextlib.contextmanager
-def throwaway():
-    """A fresh cluster for the length of the block, then gone. fsync is off: it
-    holds nothing worth keeping."""
+def throwaway(bin_dir: Path | None = None, settings: tuple[str, ...] = ("fsync=off",)):
+    """A fresh cluster for the length of the block, then gone. By default fsync
+    is off: it holds nothing worth keeping."""
     base = Path(tempfile.mkdtemp(prefix="pgcredit-"))
     try:
-        server = Server(base)
+        server = Server(base, bin_dir)
         server.init()
-        server.start("fsync=off")
+        server.start(*settings)
         try:
             yield server
         finally:
@@ -197,11 +197,16 @@ def data_home() -> Path:
     return Path(xdg) / "pgcredit"
 
 
+def user_server() -> Server:
+    """The per-user server, as it is (perhaps not initialised, perhaps stopped)."""
+    bin_dir = find_bin_dir()
+    return Server(data_home() / f"pg{major_version(bin_dir)}", bin_dir)
+
+
 def persistent() -> Server:
     """The per-user server, initialised and started on first use; it keeps
     running until `pgcredit stop`."""
-    bin_dir = find_bin_dir()
-    server = Server(data_home() / f"pg{major_version(bin_dir)}", bin_dir)
+    server = user_server()
     if not server.initialized:
         server.init()
     if not server.running():
