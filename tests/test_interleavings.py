@@ -116,6 +116,40 @@ def test_a_wait_past_the_bound_raises_55P03_and_the_client_retries(cluster, dbna
     assert "55P03" in seen
 
 
+def test_a_transaction_holding_the_line_reserves_a_key_another_is_reserving(dsn, conn, client):
+    """c1 holds the line from an earlier call and then reserves the order_ref c2
+    is reserving at that moment. c2 waits for the line before it writes
+    anything, so c1 goes ahead (no deadlock) and c2 then replays c1's hold."""
+    client.open_line(W, R, 100)
+    with psycopg.connect(dsn) as c1, psycopg.connect(dsn, autocommit=True) as c2_conn:
+        c1.execute("SELECT code FROM credit.reserve_credit('w', 'r', 'first', 10)")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            res=CreditClient(c2_conn).reserve_credit(W, R, "shared", 20)))
+        t.start()
+        assert _waits_on_a_lock(conn, c2_conn.info.backend_pid)
+        # A deadlock (40P01) or a wait past the bound (55P03) would raise here.
+        assert c1.execute("SELECT code FROM credit.reserve_credit('w', 'r', 'shared', 20)").fetchone()[0] == "ok"
+        c1.commit()
+        t.join()
+    assert (result["res"].code, result["res"].replayed) == ("ok", True)
+    assert client.get_available(W, R).reserved == 30
+    assert client.reconcile() == []
+
+
+@pytest.mark.parametrize("fn", [*CASES, "expire_reservations"])
+def test_the_bound_ends_with_the_call(dsn, client, fn):
+    """credit.lock_timeout is in force inside a call only: the caller's own
+    lock_timeout is back as soon as the function returns, mid-transaction too."""
+    setup, c1_sql, *_ = CASES.get(fn, ([], "expire_reservations()"))
+    _setup(client, setup)
+    with psycopg.connect(dsn) as c:
+        c.execute("SET credit.lock_timeout = '50ms'")
+        c.execute("SET lock_timeout = '7s'")
+        c.execute(f"SELECT * FROM credit.{c1_sql}")
+        assert c.execute("SHOW lock_timeout").fetchone()[0] == "7s"
+
+
 def test_expire_reservations_skips_a_locked_line_and_waits_for_nothing(dsn, conn, client):
     client.open_line(W, R, 100)
     client.reserve_credit(W, R, "e", 10, dt.timedelta(milliseconds=10))

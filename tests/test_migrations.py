@@ -82,6 +82,51 @@ def test_fresh_install_equals_upgrade_path(cluster, dbname, tmp_path):
         cluster.drop_database(upgraded)
 
 
+def test_upgrade_keeps_the_book(cluster, tmp_path):
+    """A book written under the first schema (rows as its functions left them)
+    survives every later migration: totals reconcile, keys replay, work goes on."""
+    db = cluster.create_database(template=None)
+    try:
+        first = tmp_path / "release1"
+        (first / "migrations").mkdir(parents=True)
+        shutil.copy(MIGRATIONS[0], first / "migrations")
+        shutil.copytree(sql_dir() / "functions", first / "functions")
+        migrate(cluster.dsn(db), first)
+        with psycopg.connect(cluster.dsn(db), autocommit=True) as conn:
+            line = conn.execute(
+                "INSERT INTO credit.line (wholesaler_id, retailer_id, credit_limit, currency, payment_terms_days,"
+                " reserved, outstanding) VALUES ('w', 'r', 1000, 'INR', 30, 100, 50) RETURNING id").fetchone()[0]
+            held = conn.execute("INSERT INTO credit.reservation (line_id, order_ref, amount)"
+                                " VALUES (%s, 'held', 100) RETURNING id", [line]).fetchone()[0]
+            done = conn.execute(
+                "INSERT INTO credit.reservation (line_id, order_ref, amount, status, converted_at,"
+                " converted_amount, released_amount) VALUES (%s, 'delivered', 50, 'converted', now(), 50, 0)"
+                " RETURNING id", [line]).fetchone()[0]
+            debit = conn.execute(
+                "INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, due_date, reservation_id)"
+                " VALUES (%s, 'DEBIT', 50, 'delivered', current_date + 30, %s) RETURNING id",
+                [line, done]).fetchone()[0]
+            conn.execute("UPDATE credit.reservation SET debit_entry_id = %s WHERE id = %s", [debit, done])
+
+        assert migrate(cluster.dsn(db)).applied == [m.stem for m in MIGRATIONS[1:]]
+        with psycopg.connect(cluster.dsn(db), autocommit=True) as conn:
+            def one(sql):
+                return conn.execute(sql).fetchone()
+
+            assert conn.execute("SELECT * FROM credit.reconcile()").fetchall() == []
+            assert one("SELECT code, reservation_id, replayed FROM credit.reserve_credit('w', 'r', 'held', 100)") \
+                == ("ok", held, True)
+            assert one("SELECT code, ledger_entry_id, replayed FROM credit.convert_to_debit('w', 'r', 'delivered')") \
+                == ("ok", debit, True)
+            assert one("SELECT code FROM credit.release_reservation('w', 'r', 'held')") == ("ok",)
+            assert one("SELECT code FROM credit.reserve_credit('w', 'r', 'new', 900)") == ("ok",)
+            assert one("SELECT code FROM credit.convert_to_debit('w', 'r', 'new')") == ("ok",)
+            assert one("SELECT reserved, outstanding FROM credit.get_available('w', 'r')") == (0, 950)
+            assert conn.execute("SELECT * FROM credit.reconcile()").fetchall() == []
+    finally:
+        cluster.drop_database(db)
+
+
 def test_dba_install_with_psql_alone_equals_migrate(cluster, dbname):
     """The README's command for installing without Python."""
     plain = cluster.create_database(template=None)
@@ -133,7 +178,7 @@ def test_non_superuser_owner_that_a_dba_made_a_credit_owner(cluster):
     name = _owned_database(cluster, "owner_granted", grant_owner=True)
     try:
         dsn = cluster.dsn(name, user="owner_granted")
-        assert migrate(dsn).applied == ["0001_create_schema"]
+        assert migrate(dsn).applied == [m.stem for m in MIGRATIONS]
         assert migrate(dsn).applied == []
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert conn.execute("SELECT code FROM credit.open_line('w', 'r', 5)").fetchone() == ("ok",)
@@ -162,7 +207,7 @@ def test_non_superuser_owner_with_createrole_on_a_new_cluster(cluster):
             conn.execute("CREATE ROLE dbowner LOGIN CREATEROLE")
             conn.execute("CREATE DATABASE shop OWNER dbowner")
         dsn = psycopg.conninfo.make_conninfo(server.conninfo("shop"), user="dbowner")
-        assert migrate(dsn).applied == ["0001_create_schema"]
+        assert migrate(dsn).applied == [m.stem for m in MIGRATIONS]
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
             assert conn.execute("SELECT code FROM credit.open_line('w', 'r', 5)").fetchone() == ("ok",)

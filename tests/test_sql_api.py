@@ -378,8 +378,13 @@ def test_reconcile_healthy(line):
                              "WHERE order_ref = 'o1'"),
     ("debit_hold_link", "UPDATE credit.reservation SET status = 'released', released_at = now(), "
                         "released_amount = amount, debit_entry_id = NULL WHERE order_ref = 'o1'"),
-    ("hold_amount", "ALTER TABLE credit.reservation ALTER COLUMN amount TYPE numeric; "
-                    "UPDATE credit.reservation SET amount = 'NaN' WHERE order_ref = 'o2'"),
+    ("converted_hold_debit", "UPDATE credit.reservation SET debit_entry_id = -1 WHERE order_ref = 'o1'"),
+    ("debit_hold_link", "UPDATE credit.reservation SET id = DEFAULT WHERE order_ref = 'o1'"),
+    # The hold row has no constraints of its own (they cost every reservation): reconcile is the check.
+    ("hold_amount", "UPDATE credit.reservation SET amount = 'NaN' WHERE order_ref = 'o2'"),
+    ("hold_amount", "UPDATE credit.reservation SET amount = 'Infinity' WHERE order_ref = 'o2'"),
+    ("hold_amount", "UPDATE credit.reservation SET amount = -5 WHERE order_ref = 'o2'"),
+    ("hold_state", "UPDATE credit.reservation SET status = 'lost' WHERE order_ref = 'o2'"),
     ("hold_state", "UPDATE credit.reservation SET status = 'released' WHERE order_ref = 'o2'"),
     ("hold_state", "UPDATE credit.reservation SET released_amount = 2 WHERE order_ref = 'o1'"),
     ("hold_line", "UPDATE credit.reservation SET line_id = -1 WHERE order_ref = 'o2'"),

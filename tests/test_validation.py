@@ -54,6 +54,12 @@ BAD = [
     ("reserve_credit", (W, R, None, 10), "order_ref"),
     ("reserve_credit", (W, R, "o" * 201, 10), "order_ref"),
     ("reserve_credit", (W, R, "o\t", 10), "order_ref"),
+    # The fast path checks only what it writes; bad line ids match no line and are refused after it.
+    ("reserve_credit", (None, R, "o", 10), "wholesaler_id"),
+    ("reserve_credit", (" ", R, "o", 10), "wholesaler_id"),
+    ("reserve_credit", (W, "r" * 201, "o", 10), "retailer_id"),
+    ("reserve_credit", (W, "r\x7f", "o", 10), "retailer_id"),
+    ("reserve_credit", (W, R, "  ", 10), "order_ref"),
     ("reserve_credit", (W, R, "o", 10, dt.timedelta(0)), "expires_in"),
     ("reserve_credit", (W, R, "o", 10, dt.timedelta(seconds=-1)), "expires_in"),
     ("release_reservation", (W, R, ""), "order_ref"),
@@ -105,3 +111,18 @@ def test_bad_input_is_refused_and_nothing_written(booked, fn, args, argument):
     assert err.value.sqlstate.startswith("22"), err.value
     assert argument in err.value.diag.message_primary
     assert table_counts(booked) == before
+
+
+# credit._id_ok, the fast path's one-regex test, must accept exactly what
+# credit._id_problem accepts, or reserve_credit's fast path would write a value
+# its careful path refuses.
+TRICKY_IDS = ["a", " a", "a ", "  x  ", "", " ", "   ", "\t", "a\tb", "a\nb", "a\x1fb", "a\x7fb",
+              "\u00a0", "\u00a0a", "é", "日本", "a\u0085b", "\u200b", "x" * 200, "x" * 201, " " * 200 + "x",
+              "x" * 199 + "\n", "'; DROP TABLE credit.line; --", "%s", "\\", None]
+
+
+def test_the_fast_id_test_agrees_with_the_full_one(conn):
+    rows = conn.execute("SELECT v, credit._id_ok(v) AS fast, credit._id_problem(v, 'v') IS NULL AS full "
+                        "FROM unnest(%s::text[]) v", [TRICKY_IDS]).fetchall()
+    assert [(r["v"], bool(r["fast"])) for r in rows] == [(r["v"], r["full"]) for r in rows]
+    assert sum(r["full"] for r in rows) >= 8  # the table holds good ids as well as bad ones

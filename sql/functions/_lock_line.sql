@@ -1,18 +1,18 @@
 SET ROLE credit_owner;
 
 -- Locks the line row (the only lock a single-line operation takes, so these
--- cannot deadlock), waiting no longer than credit._bound_lock_wait() allows,
--- and sweeps its expired holds. Returns a row of NULLs when there is no such line.
+-- cannot deadlock) and sweeps its expired holds. Returns a row of NULLs when
+-- there is no such line. The wait is bounded by the calling function's
+-- SET lock_timeout clause, or by credit.lock_timeout (_apply_lock_timeout).
 CREATE OR REPLACE FUNCTION credit._lock_line(wholesaler_id text, retailer_id text) RETURNS credit.line
 LANGUAGE plpgsql AS $$
 DECLARE
     l credit.line;
-    v_saved text := credit._bound_lock_wait();
 BEGIN
+    PERFORM credit._apply_lock_timeout();
     SELECT * INTO l FROM credit.line x
      WHERE x.wholesaler_id = _lock_line.wholesaler_id AND x.retailer_id = _lock_line.retailer_id
        FOR NO KEY UPDATE;
-    v_saved := credit._end_lock_wait(v_saved);
 
     IF l.next_expiry <= now() THEN
         PERFORM credit._sweep_line(l.id, NULL);

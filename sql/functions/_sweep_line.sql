@@ -11,10 +11,11 @@ BEGIN
     WITH gone AS (
         UPDATE credit.reservation r
            SET status = 'expired', expired_at = now()
-         WHERE r.id IN (SELECT x.id FROM credit.reservation x
-                         WHERE x.line_id = _sweep_line.line_id AND x.status = 'active'
-                           AND x.expires_at <= now()
-                         ORDER BY x.expires_at LIMIT max_count)
+         WHERE r.line_id = _sweep_line.line_id
+           AND r.order_ref IN (SELECT x.order_ref FROM credit.reservation x
+                                WHERE x.line_id = _sweep_line.line_id AND x.status = 'active'
+                                  AND x.expires_at <= now()
+                                ORDER BY x.expires_at LIMIT max_count)
         RETURNING r.amount)
     SELECT count(*)::integer, coalesce(sum(gone.amount), 0)
       INTO v_count, v_amount FROM gone;
@@ -22,7 +23,8 @@ BEGIN
     UPDATE credit.line l
        SET reserved = l.reserved - v_amount,
            next_expiry = (SELECT min(x.expires_at) FROM credit.reservation x
-                           WHERE x.line_id = _sweep_line.line_id AND x.status = 'active')
+                           WHERE x.line_id = _sweep_line.line_id AND x.status = 'active'
+                             AND x.expires_at IS NOT NULL)
      WHERE l.id = _sweep_line.line_id;
     RETURN v_count;
 END

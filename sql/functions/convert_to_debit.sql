@@ -7,7 +7,7 @@ CREATE OR REPLACE FUNCTION credit.convert_to_debit(
     wholesaler_id text, retailer_id text, order_ref text,
     amount numeric DEFAULT NULL, due_date date DEFAULT NULL)
 RETURNS credit.convert_result
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
     v_amount numeric;
     l credit.line;
@@ -56,7 +56,7 @@ BEGIN
     UPDATE credit.reservation r
        SET status = 'converted', converted_at = now(), converted_amount = v_amount,
            released_amount = h.amount - v_amount, debit_entry_id = v_entry
-     WHERE r.id = h.id;
+     WHERE r.line_id = h.line_id AND r.order_ref = h.order_ref;
     UPDATE credit.line x
        SET reserved = x.reserved - h.amount, outstanding = x.outstanding + v_amount
      WHERE x.id = l.id;

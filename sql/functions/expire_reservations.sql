@@ -6,7 +6,7 @@ SET ROLE credit_owner;
 -- for: that operation sweeps its own line. Lines are locked in ascending id order.
 CREATE OR REPLACE FUNCTION credit.expire_reservations(max_count integer DEFAULT 1000)
 RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
     v_line bigint;
     v_done integer := 0;

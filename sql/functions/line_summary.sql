@@ -2,6 +2,10 @@ SET ROLE credit_owner;
 
 -- One row per line for DBAs. overdue_amount settles payments against the oldest
 -- debts first: whatever is outstanding beyond the debits not yet due is overdue.
+-- active_holds and oldest_active_hold_age read the line's holds through its
+-- key: their cost grows with the line's history, which an index on active
+-- holds would avoid at the price of one more index write per reservation
+-- (BENCHMARKS.md). reserved, outstanding and available stay O(1).
 CREATE OR REPLACE VIEW credit.line_summary AS
 SELECT l.id AS line_id, l.wholesaler_id, l.retailer_id, l.status, l.currency, l.credit_limit,
        v.reserved, l.outstanding,

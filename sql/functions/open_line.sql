@@ -7,13 +7,12 @@ CREATE OR REPLACE FUNCTION credit.open_line(
     wholesaler_id text, retailer_id text, credit_limit numeric,
     currency text DEFAULT 'INR', payment_terms_days integer DEFAULT 30)
 RETURNS credit.open_line_result
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
     v_limit numeric;
     l credit.line;
     v_reserved numeric;
     v_same boolean;
-    v_saved text;
 BEGIN
     PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
     PERFORM credit._require_id(retailer_id, 'retailer_id');
@@ -28,12 +27,11 @@ BEGIN
     END IF;
 
     -- Opening a line another transaction is opening waits for it: bounded too.
-    v_saved := credit._bound_lock_wait();
+    PERFORM credit._apply_lock_timeout();
     INSERT INTO credit.line (wholesaler_id, retailer_id, credit_limit, currency, payment_terms_days)
     VALUES (wholesaler_id, retailer_id, v_limit, currency, payment_terms_days)
     ON CONFLICT ON CONSTRAINT line_wholesaler_id_retailer_id_key DO NOTHING
     RETURNING * INTO l;
-    v_saved := credit._end_lock_wait(v_saved);
     IF l.id IS NOT NULL THEN
         INSERT INTO credit.line_event (line_id, kind, new_limit) VALUES (l.id, 'opened', v_limit);
         RETURN ('ok', l.id, v_limit, 0, 0, v_limit, l.status, false)::credit.open_line_result;

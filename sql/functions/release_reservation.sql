@@ -4,7 +4,7 @@ SET ROLE credit_owner;
 CREATE OR REPLACE FUNCTION credit.release_reservation(
     wholesaler_id text, retailer_id text, order_ref text, reason text DEFAULT NULL)
 RETURNS credit.release_result
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
     l credit.line;
     h credit.reservation;
@@ -34,7 +34,7 @@ BEGIN
 
     UPDATE credit.reservation r
        SET status = 'released', released_at = now(), release_reason = reason, released_amount = h.amount
-     WHERE r.id = h.id;
+     WHERE r.line_id = h.line_id AND r.order_ref = h.order_ref;
     UPDATE credit.line x SET reserved = x.reserved - h.amount WHERE x.id = l.id;
     RETURN ('ok', h.id, 'released', h.amount, v_available + h.amount, false)::credit.release_result;
 END

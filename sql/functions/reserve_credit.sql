@@ -2,62 +2,68 @@ SET ROLE credit_owner;
 
 -- Holds amount for an order if the line is active and has that much available.
 --
--- Fast path: the hold row is written first, then the line's lock is taken by
--- the one conditional UPDATE that also checks the credit, so the lock is held
--- no longer than a bare UPDATE would hold it (BENCHMARKS.md). Anything else (a
--- key used before, a refusal, no such line, expired holds awaiting a sweep)
--- drops the speculative row and takes the careful path: lock, sweep, then
--- replay check before every other check.
+-- Fast path, two statements: one conditional UPDATE finds the line, locks it,
+-- checks status and credit and adds the amount; then the hold is inserted.
+-- Anything else (input to be refused, a key used before, a refusal, no such
+-- line, expired holds awaiting a sweep) takes the careful path: validate, lock,
+-- sweep, then the replay check before every other check.
 --
--- One wait is new here: the speculative row is held while waiting for the
--- line. A transaction that already holds this line from an earlier call and
--- now reserves the same order_ref waits on that row: a deadlock, which
--- PostgreSQL breaks (40P01) and the client retries with the same key. It
--- needs a multi-call transaction and a concurrent duplicate of one order.
+-- The fast path checks only the arguments it writes: a wholesaler_id or
+-- retailer_id that would be refused matches no line (open_line checked them),
+-- so it falls through to the careful path, which refuses it. Nothing is
+-- written before that.
+--
+-- Holds of a line are inserted only under the line's lock, so the insert never
+-- waits for another transaction's insert of the same key: a call locks one
+-- row and cannot deadlock.
 CREATE OR REPLACE FUNCTION credit.reserve_credit(
     wholesaler_id text, retailer_id text, order_ref text, amount numeric,
     expires_in interval DEFAULT NULL)
 RETURNS credit.reserve_result
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
-    v_problem text := coalesce(
-        credit._id_problem(wholesaler_id, 'wholesaler_id'), credit._id_problem(retailer_id, 'retailer_id'),
-        credit._id_problem(order_ref, 'order_ref'), credit._money_problem(amount, 'amount', 'positive'),
-        CASE WHEN NOT isfinite(expires_in) OR expires_in <= interval '0'
-             THEN format('expires_in must be a positive finite interval, got %s', expires_in) END);
     v_amount numeric := round(amount, 2);
     v_expires_at timestamptz;
-    v_saved text;
-    v_id bigint;
+    v_problem text;
     v_line bigint;
+    v_id bigint;
     v_available numeric;
     l credit.line;
     h credit.reservation;
 BEGIN
+    PERFORM credit._apply_lock_timeout();
+    IF credit._id_ok(order_ref) AND amount > 0 AND amount <= 1e15 AND amount = v_amount
+       AND (expires_in IS NULL OR isfinite(expires_in) AND expires_in > interval '0') THEN
+        v_expires_at := now() + expires_in;
+        UPDATE credit.line x
+           SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
+         WHERE x.wholesaler_id = reserve_credit.wholesaler_id AND x.retailer_id = reserve_credit.retailer_id
+           AND x.status = 'active' AND (x.next_expiry IS NULL OR x.next_expiry > now())
+           AND v_amount <= x.credit_limit - x.reserved - x.outstanding
+        RETURNING x.id, x.credit_limit - x.reserved - x.outstanding INTO v_line, v_available;
+        IF FOUND THEN
+            INSERT INTO credit.reservation AS r (line_id, order_ref, amount, expires_at)
+            VALUES (v_line, reserve_credit.order_ref, v_amount, v_expires_at)
+            ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING
+            RETURNING r.id INTO v_id;
+            IF FOUND THEN
+                RETURN ('ok', v_id, 'active', v_amount, v_available, 0, false)::credit.reserve_result;
+            END IF;
+            -- The key was used before: take the amount back (next_expiry may
+            -- stay lowered, it is a lower bound) and let the careful path answer.
+            UPDATE credit.line x SET reserved = x.reserved - v_amount WHERE x.id = v_line;
+        END IF;
+    END IF;
+
+    v_problem := coalesce(
+        credit._id_problem(wholesaler_id, 'wholesaler_id'), credit._id_problem(retailer_id, 'retailer_id'),
+        credit._id_problem(order_ref, 'order_ref'), credit._money_problem(amount, 'amount', 'positive'),
+        CASE WHEN NOT isfinite(expires_in) OR expires_in <= interval '0'
+             THEN format('expires_in must be a positive finite interval, got %s', expires_in) END);
     IF v_problem IS NOT NULL THEN
         RAISE USING ERRCODE = '22023', MESSAGE = v_problem;
     END IF;
     v_expires_at := now() + expires_in;
-
-    v_saved := credit._bound_lock_wait();
-    INSERT INTO credit.reservation AS r (line_id, order_ref, amount, expires_at)
-    SELECT x.id, reserve_credit.order_ref, v_amount, v_expires_at FROM credit.line x
-     WHERE x.wholesaler_id = reserve_credit.wholesaler_id AND x.retailer_id = reserve_credit.retailer_id
-    ON CONFLICT ON CONSTRAINT reservation_line_id_order_ref_key DO NOTHING
-    RETURNING r.id, r.line_id INTO v_id, v_line;
-    IF v_id IS NOT NULL THEN
-        UPDATE credit.line x
-           SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
-         WHERE x.id = v_line AND x.status = 'active' AND (x.next_expiry IS NULL OR x.next_expiry > now())
-           AND v_amount <= x.credit_limit - x.reserved - x.outstanding
-        RETURNING x.credit_limit - x.reserved - x.outstanding INTO v_available;
-        IF FOUND THEN
-            v_saved := credit._end_lock_wait(v_saved);
-            RETURN ('ok', v_id, 'active', v_amount, v_available, 0, false)::credit.reserve_result;
-        END IF;
-        DELETE FROM credit.reservation r WHERE r.id = v_id;
-    END IF;
-    v_saved := credit._end_lock_wait(v_saved);
 
     l := credit._lock_line(wholesaler_id, retailer_id);
     IF l.id IS NULL THEN
@@ -77,7 +83,8 @@ BEGIN
         RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'insufficient_credit');
     END IF;
 
-    -- The fast path found no room, or the line awaited a sweep: now there is room.
+    -- Room after all: the line awaited a sweep (or its available total changed
+    -- between the fast path's look and this lock).
     INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)
     VALUES (l.id, order_ref, v_amount, v_expires_at)
     RETURNING id INTO v_id;

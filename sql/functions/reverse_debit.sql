@@ -5,7 +5,7 @@ SET ROLE credit_owner;
 CREATE OR REPLACE FUNCTION credit.reverse_debit(
     wholesaler_id text, retailer_id text, order_ref text, reversal_ref text, amount numeric, reason text)
 RETURNS credit.entry_result
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
     v_amount numeric;
     l credit.line;

@@ -6,7 +6,7 @@ SET ROLE credit_owner;
 CREATE OR REPLACE FUNCTION credit.set_credit_limit(
     wholesaler_id text, retailer_id text, credit_limit numeric, reason text)
 RETURNS credit.limit_result
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
     v_limit numeric;
     l credit.line;

@@ -2,7 +2,7 @@ SET ROLE credit_owner;
 
 CREATE OR REPLACE FUNCTION credit.unblock_line(wholesaler_id text, retailer_id text, reason text)
 RETURNS credit.status_result
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
     SELECT * FROM credit._set_status(wholesaler_id, retailer_id, 'active', reason)
 $$;
 REVOKE ALL ON FUNCTION credit.unblock_line(text, text, text) FROM PUBLIC;
