@@ -459,8 +459,8 @@ def unlock_reserve_credit(conn: psycopg.Connection) -> None:
 
     conn.execute(patched("_lock_line.sql", ("FOR NO KEY UPDATE", "")))
     conn.execute(patched("reserve_credit.sql",
-                         ("x.retailer_id = reserve_credit.retailer_id\n           AND x.status = 'active'",
-                          "x.retailer_id = reserve_credit.retailer_id AND false\n           AND x.status = 'active'"),
+                         ("x.retailer_id = reserve_credit.retailer_id\n        ON CONFLICT",
+                          "x.retailer_id = reserve_credit.retailer_id AND false\n        ON CONFLICT"),
                          ("    INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)\n    VALUES",
                           "    PERFORM pg_sleep(0.02);\n"
                           "    INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)\n    VALUES")))

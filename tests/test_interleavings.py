@@ -116,22 +116,27 @@ def test_a_wait_past_the_bound_raises_55P03_and_the_client_retries(cluster, dbna
     assert "55P03" in seen
 
 
-def test_a_transaction_holding_the_line_reserves_a_key_another_is_reserving(dsn, conn, client):
-    """c1 holds the line from an earlier call and then reserves the order_ref c2
-    is reserving at that moment. c2 waits for the line before it writes
-    anything, so c1 goes ahead (no deadlock) and c2 then replays c1's hold."""
+def test_the_one_deadlock_is_broken_and_retried(dsn, conn, client):
+    """reserve_credit writes its hold before it waits for the line. c1 holds the
+    line from an earlier call and then reserves the order_ref c2 is reserving
+    at that moment: c2 waits for the line while holding that hold, c1 waits for
+    the hold. PostgreSQL fails the waiter that finds the cycle (c2, which has
+    waited longest) with 40P01; the client retries c2 with the same key, which
+    replays c1's hold once c1 commits. c1's transaction goes on unharmed."""
     client.open_line(W, R, 100)
+    seen = []
     with psycopg.connect(dsn) as c1, psycopg.connect(dsn, autocommit=True) as c2_conn:
         c1.execute("SELECT code FROM credit.reserve_credit('w', 'r', 'first', 10)")
+        c2 = CreditClient(c2_conn, retry=Retry(attempts=5, base_delay=0.3, max_delay=0.3,
+                                               on_retry=lambda name, attempt, exc: seen.append(exc.sqlstate)))
         result = {}
-        t = threading.Thread(target=lambda: result.update(
-            res=CreditClient(c2_conn).reserve_credit(W, R, "shared", 20)))
+        t = threading.Thread(target=lambda: result.update(res=c2.reserve_credit(W, R, "shared", 20)))
         t.start()
         assert _waits_on_a_lock(conn, c2_conn.info.backend_pid)
-        # A deadlock (40P01) or a wait past the bound (55P03) would raise here.
         assert c1.execute("SELECT code FROM credit.reserve_credit('w', 'r', 'shared', 20)").fetchone()[0] == "ok"
         c1.commit()
         t.join()
+    assert seen == ["40P01"]
     assert (result["res"].code, result["res"].replayed) == ("ok", True)
     assert client.get_available(W, R).reserved == 30
     assert client.reconcile() == []

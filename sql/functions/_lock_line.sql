@@ -9,7 +9,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     l credit.line;
 BEGIN
-    PERFORM credit._apply_lock_timeout();
+    IF current_setting('credit.lock_timeout', true) <> '' THEN
+        PERFORM credit._apply_lock_timeout();
+    END IF;
     SELECT * INTO l FROM credit.line x
      WHERE x.wholesaler_id = _lock_line.wholesaler_id AND x.retailer_id = _lock_line.retailer_id
        FOR NO KEY UPDATE;

@@ -27,7 +27,9 @@ BEGIN
     END IF;
 
     -- Opening a line another transaction is opening waits for it: bounded too.
-    PERFORM credit._apply_lock_timeout();
+    IF current_setting('credit.lock_timeout', true) <> '' THEN
+        PERFORM credit._apply_lock_timeout();
+    END IF;
     INSERT INTO credit.line (wholesaler_id, retailer_id, credit_limit, currency, payment_terms_days)
     VALUES (wholesaler_id, retailer_id, v_limit, currency, payment_terms_days)
     ON CONFLICT ON CONSTRAINT line_wholesaler_id_retailer_id_key DO NOTHING

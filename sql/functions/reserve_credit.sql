@@ -2,20 +2,25 @@ SET ROLE credit_owner;
 
 -- Holds amount for an order if the line is active and has that much available.
 --
--- Fast path, two statements: one conditional UPDATE finds the line, locks it,
--- checks status and credit and adds the amount; then the hold is inserted.
--- Anything else (input to be refused, a key used before, a refusal, no such
--- line, expired holds awaiting a sweep) takes the careful path: validate, lock,
--- sweep, then the replay check before every other check.
+-- Fast path, two statements: the hold is inserted first, then one conditional
+-- UPDATE locks the line, checks status and credit and adds the amount. The
+-- line stays locked until commit, so whatever runs after the lock is taken
+-- delays every other reservation on that line; here that is only the UPDATE
+-- (BENCHMARKS.md). Anything else (input to be refused, a key used before, a
+-- refusal, no such line, expired holds awaiting a sweep) drops the speculative
+-- hold and takes the careful path: validate, lock, sweep, then the replay
+-- check before every other check.
 --
 -- The fast path checks only the arguments it writes: a wholesaler_id or
 -- retailer_id that would be refused matches no line (open_line checked them),
--- so it falls through to the careful path, which refuses it. Nothing is
--- written before that.
+-- so nothing is inserted and the careful path refuses it.
 --
--- Holds of a line are inserted only under the line's lock, so the insert never
--- waits for another transaction's insert of the same key: a call locks one
--- row and cannot deadlock.
+-- One wait comes with writing first: the speculative hold is held while
+-- waiting for the line. A transaction that already holds this line from an
+-- earlier call and now reserves the same order_ref waits on that hold: a
+-- deadlock, which PostgreSQL breaks (40P01) by failing one of the two, and the
+-- client retries with the same key. It needs a multi-call transaction and a
+-- concurrent duplicate of one order (test_interleavings.py).
 CREATE OR REPLACE FUNCTION credit.reserve_credit(
     wholesaler_id text, retailer_id text, order_ref text, amount numeric,
     expires_in interval DEFAULT NULL)
@@ -31,27 +36,27 @@ DECLARE
     l credit.line;
     h credit.reservation;
 BEGIN
-    PERFORM credit._apply_lock_timeout();
+    IF current_setting('credit.lock_timeout', true) <> '' THEN
+        PERFORM credit._apply_lock_timeout();
+    END IF;
     IF credit._id_ok(order_ref) AND amount > 0 AND amount <= 1e15 AND amount = v_amount
        AND (expires_in IS NULL OR isfinite(expires_in) AND expires_in > interval '0') THEN
         v_expires_at := now() + expires_in;
-        UPDATE credit.line x
-           SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
+        INSERT INTO credit.reservation AS r (line_id, order_ref, amount, expires_at)
+        SELECT x.id, reserve_credit.order_ref, v_amount, v_expires_at FROM credit.line x
          WHERE x.wholesaler_id = reserve_credit.wholesaler_id AND x.retailer_id = reserve_credit.retailer_id
-           AND x.status = 'active' AND (x.next_expiry IS NULL OR x.next_expiry > now())
-           AND v_amount <= x.credit_limit - x.reserved - x.outstanding
-        RETURNING x.id, x.credit_limit - x.reserved - x.outstanding INTO v_line, v_available;
+        ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING
+        RETURNING r.id, r.line_id INTO v_id, v_line;
         IF FOUND THEN
-            INSERT INTO credit.reservation AS r (line_id, order_ref, amount, expires_at)
-            VALUES (v_line, reserve_credit.order_ref, v_amount, v_expires_at)
-            ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING
-            RETURNING r.id INTO v_id;
+            UPDATE credit.line x
+               SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
+             WHERE x.id = v_line AND x.status = 'active' AND (x.next_expiry IS NULL OR x.next_expiry > now())
+               AND v_amount <= x.credit_limit - x.reserved - x.outstanding
+            RETURNING x.credit_limit - x.reserved - x.outstanding INTO v_available;
             IF FOUND THEN
                 RETURN ('ok', v_id, 'active', v_amount, v_available, 0, false)::credit.reserve_result;
             END IF;
-            -- The key was used before: take the amount back (next_expiry may
-            -- stay lowered, it is a lower bound) and let the careful path answer.
-            UPDATE credit.line x SET reserved = x.reserved - v_amount WHERE x.id = v_line;
+            DELETE FROM credit.reservation r WHERE r.line_id = v_line AND r.order_ref = reserve_credit.order_ref;
         END IF;
     END IF;
 
@@ -83,8 +88,7 @@ BEGIN
         RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'insufficient_credit');
     END IF;
 
-    -- Room after all: the line awaited a sweep (or its available total changed
-    -- between the fast path's look and this lock).
+    -- Room after all: the line awaited a sweep.
     INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)
     VALUES (l.id, order_ref, v_amount, v_expires_at)
     RETURNING id INTO v_id;
