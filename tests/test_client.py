@@ -197,6 +197,31 @@ def test_inside_the_callers_transaction_the_call_joins_it_and_is_not_retried(clu
         holder.join()
 
 
+def _statements_sent(conn, action) -> list[str]:
+    """The simple-protocol commands and prepared statements libpq sends during action()."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            action()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        return [line for line in trace.read().splitlines() if "\tF\t" in line and ("Query" in line or "Parse" in line)]
+
+
+@pytest.mark.parametrize("autocommit, begins", [(True, 0), (False, 1)])
+def test_a_call_on_an_idle_connection_is_its_own_transaction(dsn, autocommit, begins):
+    with psycopg.connect(dsn, autocommit=autocommit) as conn:
+        client = CreditClient(conn)
+        client.open_line(W, R, 100)
+        sent = _statements_sent(conn, lambda: client.reserve_credit(W, R, "o", 5))
+        assert sum("BEGIN" in line for line in sent) == begins, sent
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # committed either way
+        assert client.get_available(W, R).reserved == 5
+
+
 def test_pool(dsn):
     with ConnectionPool(dsn, min_size=1, max_size=4, open=True) as pool:
         client = CreditClient(pool)

@@ -182,11 +182,13 @@ class CreditClient(_Api):
                 self._own = psycopg.connect(src, autocommit=True)
             yield self._own, True
         elif isinstance(src, psycopg.Connection):
-            if src.info.transaction_status == TransactionStatus.IDLE:
+            if src.info.transaction_status != TransactionStatus.IDLE:
+                yield src, False
+            elif src.autocommit:
+                yield src, True  # the call is a transaction of its own: one round trip, not three
+            else:
                 with src.transaction():
                     yield src, True
-            else:
-                yield src, False
         else:
             with src.connection() as conn:
                 yield conn, True
@@ -229,11 +231,13 @@ class AsyncCreditClient(_Api):
                 self._own = await psycopg.AsyncConnection.connect(src, autocommit=True)
             yield self._own, True
         elif isinstance(src, psycopg.AsyncConnection):
-            if src.info.transaction_status == TransactionStatus.IDLE:
+            if src.info.transaction_status != TransactionStatus.IDLE:
+                yield src, False
+            elif src.autocommit:
+                yield src, True
+            else:
                 async with src.transaction():
                     yield src, True
-            else:
-                yield src, False
         else:
             async with src.connection() as conn:
                 yield conn, True
