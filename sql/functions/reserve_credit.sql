@@ -88,7 +88,8 @@ BEGIN
         RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'insufficient_credit');
     END IF;
 
-    -- Room after all: the line awaited a sweep.
+    -- Room after all: the line awaited a sweep, or credit was freed between
+    -- the fast path's look (which took no lock when it found no room) and this lock.
     INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)
     VALUES (l.id, order_ref, v_amount, v_expires_at)
     RETURNING id INTO v_id;
