@@ -10,9 +10,12 @@ DECLARE
     h credit.reservation;
     v_available numeric;
 BEGIN
-    PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
-    PERFORM credit._require_id(retailer_id, 'retailer_id');
-    PERFORM credit._require_id(order_ref, 'order_ref');
+    -- One cheap test passes good ids; the checks that name the argument run only when it fails.
+    IF NOT coalesce(credit._id_ok(wholesaler_id) AND credit._id_ok(retailer_id) AND credit._id_ok(order_ref), false) THEN
+        PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
+        PERFORM credit._require_id(retailer_id, 'retailer_id');
+        PERFORM credit._require_id(order_ref, 'order_ref');
+    END IF;
     IF reason IS NOT NULL THEN
         PERFORM credit._require_text(reason, 'reason');
     END IF;
