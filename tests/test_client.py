@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import tempfile
 import threading
 import time
 from decimal import Decimal as D
@@ -199,8 +200,6 @@ def test_inside_the_callers_transaction_the_call_joins_it_and_is_not_retried(clu
 
 def _statements_sent(conn, action) -> list[str]:
     """The simple-protocol commands and prepared statements libpq sends during action()."""
-    import tempfile
-
     with tempfile.TemporaryFile("w+") as trace:
         conn.pgconn.trace(trace.fileno())
         try:
