@@ -20,7 +20,9 @@ TEMPLATE = "pgcredit_template"
 # SPEC's function table, plus statement(): what credit_app may execute.
 API = ["open_line", "set_credit_limit", "block_line", "unblock_line", "get_available", "can_reserve",
        "reserve_credit", "release_reservation", "convert_to_debit", "record_payment", "reverse_debit",
-       "adjust_balance", "expire_reservations", "reconcile", "statement"]
+       "adjust_balance", "expire_reservations", "reconcile", "statement",
+       # v1.1: reads for applications and receivables
+       "get_reservation", "list_reservations", "list_lines", "aging", "set_overdue_policy"]
 APP_USER = "test_app_login"
 AUDITOR_USER = "test_auditor_login"
 

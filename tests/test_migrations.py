@@ -146,10 +146,10 @@ def test_upgrade_keeps_the_book(cluster, tmp_path):
             assert one("SELECT code, ledger_entry_id, replayed FROM credit.convert_to_debit('w', 'r', 'delivered')") \
                 == ("ok", debit, True)
             assert one("SELECT code FROM credit.release_reservation('w', 'r', 'held')") == ("ok",)
-            assert one("SELECT code FROM credit.reserve_credit('w', 'r', 'new', 900)") == ("insufficient_credit",)
-            assert one("SELECT code FROM credit.reserve_credit('w', 'r', 'new', 800)") == ("ok",)
+            assert one("SELECT code FROM credit.reserve_credit('w', 'r', 'new', 1000)") == ("insufficient_credit",)
+            assert one("SELECT code FROM credit.reserve_credit('w', 'r', 'new', 900)") == ("ok",)
             assert one("SELECT code FROM credit.convert_to_debit('w', 'r', 'new')") == ("ok",)
-            assert one("SELECT reserved, outstanding FROM credit.get_available('w', 'r')") == (0, 835)
+            assert one("SELECT reserved, outstanding FROM credit.get_available('w', 'r')") == (0, 935)
             assert conn.execute("SELECT * FROM credit.reconcile()").fetchall() == []
     finally:
         cluster.drop_database(db)
