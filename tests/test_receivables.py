@@ -388,3 +388,21 @@ def test_async_client_reads(dsn):
         await client.close()
 
     asyncio.run(main())
+
+
+def test_the_worked_example_in_receivables_md(conn):
+    """RECEIVABLES.md's table, step by step (due dates relative to today)."""
+    today = conn.execute("SELECT current_date AS d").fetchone()["d"]
+    day = lambda n: today + dt.timedelta(days=n)  # noqa: E731
+    call(conn, "open_line", W, R, 10_000)
+    for ref, amount, due in (("A", 300, day(-40)), ("B", 200, day(-35))):
+        call(conn, "reserve_credit", W, R, ref, amount)
+        call(conn, "convert_to_debit", W, R, ref, None, due)
+    call(conn, "record_payment", W, R, "pay", 350)
+    assert open_items(conn) == [(day(-35), D(150))]
+    call(conn, "reverse_debit", W, R, "A", "ret", 160, "returned")
+    assert open_items(conn) == [] and call(conn, "aging", today, W, R)["unapplied_credit"] == D(10)
+    call(conn, "reserve_credit", W, R, "C", 100)
+    call(conn, "convert_to_debit", W, R, "C", None, day(30))
+    assert open_items(conn) == [(day(30), D(90))]
+    assert call(conn, "get_available", W, R)["outstanding"] == D(90)
