@@ -21,11 +21,16 @@ BEGIN
         INSERT INTO credit.open_item (line_id, due_date, entry_id, unpaid)
         VALUES (line_id, due_date, entry_id, amount - v_used);
     END IF;
-    UPDATE credit.line l
-       SET unapplied = l.unapplied - v_used,
-           oldest_unpaid_due = CASE WHEN v_used < amount THEN least(l.oldest_unpaid_due, _allocate_item.due_date)
-                                    ELSE l.oldest_unpaid_due END
-     WHERE l.id = _allocate_item.line_id;
+    IF v_used < amount THEN
+        -- An unpaid item may bring the line's overdue policy closer: see _arrears_from.
+        UPDATE credit.line l
+           SET unapplied = l.unapplied - v_used,
+               oldest_unpaid_due = least(l.oldest_unpaid_due, _allocate_item.due_date),
+               next_expiry = least(l.next_expiry, credit._arrears_from(_allocate_item.due_date, l.overdue_grace_days))
+         WHERE l.id = _allocate_item.line_id;
+    ELSE
+        UPDATE credit.line l SET unapplied = l.unapplied - v_used WHERE l.id = _allocate_item.line_id;
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION credit._allocate_item(bigint, bigint, date, numeric, timestamptz) FROM PUBLIC;

@@ -27,6 +27,6 @@ $$;
 REVOKE ALL ON FUNCTION credit._build_open_items(bigint) FROM PUBLIC;
 
 -- Runs on every load of the function files and finds work only after an
--- upgrade from v1. It needs _allocate_item and _allocate_credit, which sort
--- before this file and so are loaded already.
+-- upgrade from v1. Every function it reaches (_allocate_item,
+-- _allocate_credit, _arrears_from) sorts before this file, so is loaded by now.
 SELECT credit._build_open_items(l.id) FROM credit.line l WHERE l.unapplied IS NULL ORDER BY l.id;

@@ -7,11 +7,13 @@ SET ROLE credit_owner;
 -- line stays locked until commit, so whatever runs after the lock is taken
 -- delays every other reservation on that line; here that is only the UPDATE
 -- (BENCHMARKS.md). Anything else (input to be refused, a key used before, a
--- refusal, no such line, expired holds awaiting a sweep, an unpaid item past
--- the overdue policy's grace period) drops the speculative hold and takes the
--- careful path: validate, lock, sweep, then replay, line_blocked, overdue and
--- insufficient_credit, in that order. A line without an overdue policy pays
--- one NULL test for the feature; the limit in force is one CASE.
+-- refusal, no such line, a moment passed at which the line changes by time
+-- alone: a hold expiring, a temporary limit ending, an unpaid item nearing
+-- its overdue policy's limit; next_expiry, migration 0003) drops the
+-- speculative hold and takes the careful path: validate, lock, sweep, then
+-- replay, line_blocked, overdue and insufficient_credit, in that order. So
+-- the fast path pays nothing for overdue policies, and for temporary limits
+-- one coalesce: until next_expiry, a temporary limit is the limit in force.
 --
 -- The fast path checks only the arguments it writes: a wholesaler_id or
 -- retailer_id that would be refused matches no line (open_line checked them),
@@ -53,12 +55,8 @@ BEGIN
             UPDATE credit.line x
                SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
              WHERE x.id = v_line AND x.status = 'active' AND (x.next_expiry IS NULL OR x.next_expiry > now())
-               AND (x.overdue_grace_days IS NULL OR x.oldest_unpaid_due IS NULL
-                    OR x.oldest_unpaid_due >= current_date - x.overdue_grace_days)
-               AND v_amount <= credit._active_limit(x.credit_limit, x.temp_limit, x.limit_valid_until)
-                               - x.reserved - x.outstanding
-            RETURNING credit._active_limit(x.credit_limit, x.temp_limit, x.limit_valid_until)
-                      - x.reserved - x.outstanding INTO v_available;
+               AND v_amount <= coalesce(x.temp_limit, x.credit_limit) - x.reserved - x.outstanding
+            RETURNING coalesce(x.temp_limit, x.credit_limit) - x.reserved - x.outstanding INTO v_available;
             IF FOUND THEN
                 RETURN ('ok', v_id, 'active', v_amount, v_available, 0.00, false)::credit.reserve_result;
             END IF;

@@ -31,7 +31,10 @@ BEGIN
         UPDATE credit.line x SET credit_limit = v_limit, temp_limit = NULL, limit_valid_until = NULL
          WHERE x.id = l.id;
     ELSE
-        UPDATE credit.line x SET temp_limit = v_limit, limit_valid_until = valid_until WHERE x.id = l.id;
+        UPDATE credit.line x
+           SET temp_limit = v_limit, limit_valid_until = valid_until,
+               next_expiry = least(x.next_expiry, valid_until)  -- reserve_credit's fast path stops then
+         WHERE x.id = l.id;
     END IF;
     INSERT INTO credit.line_event (line_id, kind, old_limit, new_limit, reason, valid_until)
     VALUES (l.id, 'limit_changed', credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until),

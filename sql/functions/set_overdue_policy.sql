@@ -29,7 +29,10 @@ BEGIN
     IF l.id IS NULL THEN
         RETURN ('line_not_found', NULL, NULL)::credit.overdue_policy_result;
     END IF;
-    UPDATE credit.line x SET overdue_grace_days = grace_days, max_overdue_amount = v_max WHERE x.id = l.id;
+    UPDATE credit.line x
+       SET overdue_grace_days = grace_days, max_overdue_amount = v_max,
+           next_expiry = least(x.next_expiry, credit._arrears_from(x.oldest_unpaid_due, grace_days))
+     WHERE x.id = l.id;
     INSERT INTO credit.line_event (line_id, kind, reason, grace_days, max_overdue_amount)
     VALUES (l.id, 'overdue_policy', reason, grace_days, v_max);
     RETURN ('ok', grace_days, v_max)::credit.overdue_policy_result;

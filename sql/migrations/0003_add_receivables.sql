@@ -17,6 +17,13 @@ DROP VIEW IF EXISTS credit.line_summary, credit.monitor_totals;
 
 -- unapplied and oldest_unpaid_due start NULL on a v1 line: the function files
 -- build its open items from its ledger (_build_open_items.sql) and set them.
+--
+-- next_expiry widens its meaning: a lower bound on the next moment the line
+-- changes by time alone, which is now also the end of a temporary limit and
+-- the day an unpaid item may turn overdue under the line's policy
+-- (_arrears_from). reserve_credit's fast path runs only before that moment,
+-- so it needs no clock or calendar test of its own; the first locked call
+-- after it sweeps the line (_sweep_line) and computes the next one.
 ALTER TABLE credit.line
     ADD COLUMN temp_limit          numeric,
     ADD COLUMN limit_valid_until   timestamptz,
