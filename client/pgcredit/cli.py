@@ -117,8 +117,11 @@ def cmd_expire(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run
+    from .bench import run, run_ab
 
+    if args.compare_sql:
+        run_ab(args.out, args.compare_sql, quick=args.quick)
+        return 0
     run(args.out, quick=args.quick)  # reports targets; a noisy ratio is not a failure
     return 0
 
@@ -163,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                                          "UPDATE and the source design; writes OUT/bench.md and OUT/bench.png")
     bench.add_argument("--quick", action="store_true", help="seconds instead of minutes; figures not comparable")
     bench.add_argument("--out", type=Path, default=Path("bench-results"))
+    bench.add_argument("--compare-sql", type=Path, metavar="SQL_DIR", default=None,
+                       help="A/B instead: reserve_credit on a database built from SQL_DIR (e.g. an earlier "
+                            "release: git archive REV sql | tar -x -C DIR) against this one, interleaved")
     bench.set_defaults(func=cmd_bench)
     sub.add_parser("stop", help="stop the per-user embedded server").set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)
