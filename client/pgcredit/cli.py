@@ -12,7 +12,7 @@ import psycopg
 from . import embedded
 from .client import CreditClient
 from .errors import CreditDatabaseError
-from .migrate import migrate, pending
+from .migrate import migrate
 
 
 def _dsn(args: argparse.Namespace) -> str:
