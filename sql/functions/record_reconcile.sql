@@ -20,7 +20,7 @@ BEGIN
         RAISE USING ERRCODE = '22023',
             MESSAGE = format('keep must be a positive finite interval, got %s', coalesce(keep::text, 'NULL'));
     END IF;
-    SELECT coalesce(jsonb_object_agg(c.check_name, c.n), '{}'), coalesce(sum(c.n), 0)
+    SELECT coalesce(jsonb_object_agg(c.check_name, c.n), '{}'), coalesce(sum(c.n), 0)::integer
       INTO v_by_check, v_findings
       FROM (SELECT f.check_name, count(*) AS n FROM credit.reconcile() f GROUP BY f.check_name) c;
     SELECT min(r.created_at) INTO v_oldest FROM credit.reservation r
