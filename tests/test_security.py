@@ -5,10 +5,14 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from conftest import API, APP_USER, AUDITOR_USER, call
+from conftest import API, APP_USER, AUDITOR_USER, MONITOR_USER, call
 
 TABLES = ["line", "line_event", "reservation", "ledger_entry", "refusal", "currency"]
-VIEWS = ["line_summary", "monitor_totals", "monitor_refusals"]
+VIEWS = ["line_summary", "monitor_totals", "monitor_refusals", "monitor_lines", "monitor_book",
+         "monitor_refusal_windows", "monitor_sweep", "monitor_lock_waits", "monitor_reconcile"]
+# What the exporter's queries read (ops/postgres_exporter/queries.yaml): aggregates, no retailer ids.
+MONITOR_VIEWS = ["monitor_book", "monitor_refusal_windows", "monitor_sweep", "monitor_lock_waits",
+                 "monitor_reconcile"]
 
 
 def _as(cluster, dbname, user):
@@ -38,6 +42,33 @@ def test_auditor_reads_views_reconcile_and_statement_only(cluster, dbname):
             aud.execute("SELECT * FROM credit.reserve_credit('w', 'r', 'o', 1)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             aud.execute("SELECT 1 FROM credit.ledger_entry")
+
+
+def test_monitor_reads_its_views_and_nothing_else(cluster, dbname):
+    with _as(cluster, dbname, MONITOR_USER) as mon:
+        for view in MONITOR_VIEWS:
+            mon.execute(f"SELECT * FROM credit.{view}").fetchall()
+        for relation in TABLES + ["reconcile_run"] + [v for v in VIEWS if v not in MONITOR_VIEWS]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                mon.execute(f"SELECT 1 FROM credit.{relation}")
+        for stmt in ("SELECT * FROM credit.reserve_credit('w', 'r', 'o', 1)", "SELECT * FROM credit.reconcile()",
+                     "SELECT credit.record_reconcile()", "SELECT credit.expire_reservations()"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                mon.execute(stmt)
+
+
+def test_monitor_role_may_execute_only_what_its_views_call(conn):
+    rows = conn.execute("""
+        SELECT DISTINCT p.proname FROM pg_proc p
+         WHERE p.pronamespace = 'credit'::regnamespace
+           AND has_function_privilege('credit_monitor', p.oid, 'EXECUTE')""").fetchall()
+    assert [r["proname"] for r in rows] == ["_reserved_now"]
+    assert conn.execute("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = 'credit_monitor'").fetchone() \
+        == {"rolcanlogin": False, "rolsuper": False}
+    # No predefined role either (pg_monitor and the like): the DBA grants pg_monitor to the
+    # exporter's login only if it keeps the exporter's own server metrics (OPERATIONS.md).
+    assert conn.execute("SELECT count(*) AS n FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
+                        "WHERE r.rolname = 'credit_monitor'").fetchone() == {"n": 0}
 
 
 def test_public_gets_nothing(conn):
