@@ -87,7 +87,7 @@ def _drive(conn) -> None:
     call(conn, "record_payment", "w", "b", "p1", 50)
     call(conn, "open_line", "w", "c", 300, "USD")
     call(conn, "reserve_credit", "w", "c", "c1", 300)
-    call(conn, "convert_to_debit", "w", "c", "c1")
+    call(conn, "convert_to_debit", "w", "c", "c1", None, "2000-01-01")  # long past due
     call(conn, "block_line", "w", "c", "late payer")
     call(conn, "reserve_credit", "w", "c", "c2", 1)            # line_blocked
     call(conn, "reserve_credit", "w", "nobody", "n1", 1)       # line_not_found
@@ -111,6 +111,7 @@ def _sql_expected(conn) -> dict[tuple[str, frozenset], float]:
         out[key("pgcredit_credit_limit_amount", **labels)] = r["credit_limit"]
         out[key("pgcredit_reserved_amount", **labels)] = r["reserved"]
         out[key("pgcredit_outstanding_amount", **labels)] = r["outstanding"]
+        out[key("pgcredit_past_due_amount", **labels)] = r["past_due"]
         out[key("pgcredit_lines_over_90pct_utilization", **labels)] = r["lines_over_90pct"]
         out[key("pgcredit_max_utilization_percent", **labels)] = r["max_utilization_pct"] or 0
     for r in conn.execute("SELECT * FROM credit.monitor_refusal_windows"):
@@ -196,8 +197,12 @@ def test_exporter_reports_what_the_sql_says(exporter, conn, dsn):
     assert expected[key("pgcredit_refusals_last_1h", code="overdue")] == 0
     assert expected[key("pgcredit_holds_awaiting_sweep")] == 2
     assert expected[key("pgcredit_line_lock_waiters")] == 1
-    assert expected[key("pgcredit_reconcile_findings")] == 1
+    assert expected[key("pgcredit_past_due_amount", currency="USD", status="blocked")] == 300
+    assert expected[key("pgcredit_past_due_amount", currency="INR", status="active")] == 0
+    # The corrupted total breaks outstanding_total and the allocation identity.
+    assert expected[key("pgcredit_reconcile_findings")] == 2
     assert expected[key("pgcredit_reconcile_check_findings", check="outstanding_total")] == 1
+    assert expected[key("pgcredit_reconcile_check_findings", check="allocation_identity")] == 1
     assert after["pgcredit_holds_oldest_awaiting_sweep_seconds"] >= 0.1
     assert after["pgcredit_line_lock_longest_wait_seconds"] >= 0.3
 
@@ -208,7 +213,7 @@ def test_every_pgcredit_metric_has_help_and_a_low_cardinality_name(exporter, con
         text = r.read().decode()
     families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE pgcredit_")}
     helps = {line.split()[2]: line for line in text.splitlines() if line.startswith("# HELP pgcredit_")}
-    assert len(families) == 17
+    assert len(families) == 18
     for family in families:
         assert len(helps[family].split(None, 3)[3]) > 20, family
         assert not family.endswith("_total")  # gauges here; counters come from the client (pgcredit.metrics)
