@@ -23,13 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 def release_functions(k: int, dest: Path) -> Path:
     """The function files that shipped with the first k migrations: as they were
-    in git just before migration k+1 was added (today's for the last release).
+    on main just before migration k+1 reached it (today's for the last release).
     Today's files may use what a later migration creates (a role, a table), so
-    they cannot stand in for an older release's."""
+    they cannot stand in for an older release's. --first-parent: a migration
+    made on a branch reaches main with the merge, whose first parent is main
+    as it was released."""
     if k == len(MIGRATIONS):
         shutil.copytree(sql_dir() / "functions", dest)
         return dest
-    added = subprocess.run(["git", "-C", str(REPO), "log", "--diff-filter=A", "--format=%H", "--",
+    added = subprocess.run(["git", "-C", str(REPO), "log", "--first-parent", "--diff-filter=A", "--format=%H", "--",
                             f"sql/migrations/{MIGRATIONS[k].name}"], capture_output=True, text=True)
     if added.returncode:
         pytest.skip(f"git history of sql/migrations is unavailable ({added.stderr.strip()}): "

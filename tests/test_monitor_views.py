@@ -23,16 +23,17 @@ def test_book_by_currency_and_status(conn):
     call(conn, "record_payment", "w", "b", "p1", 50)
     call(conn, "open_line", "w", "c", 300, "USD")             # USD, blocked, debt 300 on 300
     call(conn, "reserve_credit", "w", "c", "c1", 300)
-    call(conn, "convert_to_debit", "w", "c", "c1")
+    call(conn, "convert_to_debit", "w", "c", "c1", None, "2000-01-01")  # past due
     call(conn, "block_line", "w", "c", "late")
     call(conn, "open_line", "w", "z", 0)                       # INR, limit 0, nothing used
     rows = conn.execute("SELECT * FROM credit.monitor_book ORDER BY currency, status").fetchall()
     assert rows == [
         {"currency": "INR", "status": "active", "lines": 3, "credit_limit": Decimal("1500"),
-         "reserved": Decimal("950.00"), "outstanding": Decimal("150.00"), "lines_over_90pct": 1,
-         "max_utilization_pct": Decimal("95.00")},
+         "reserved": Decimal("950.00"), "outstanding": Decimal("150.00"), "past_due": Decimal("0.00"),
+         "lines_over_90pct": 1, "max_utilization_pct": Decimal("95.00")},
         {"currency": "USD", "status": "blocked", "lines": 1, "credit_limit": Decimal("300"),
-         "reserved": Decimal("0.00"), "outstanding": Decimal("300.00"), "lines_over_90pct": 1,
+         "reserved": Decimal("0.00"), "outstanding": Decimal("300.00"), "past_due": Decimal("300.00"),
+         "lines_over_90pct": 1,
          "max_utilization_pct": Decimal("100.00")},
     ]
     # A zero limit with any exposure counts as over 90% (it is over any limit).
@@ -180,11 +181,12 @@ def test_record_reconcile_keeps_findings_by_check(conn):
     assert first["started_at"] <= first["finished_at"]
 
     conn.execute("UPDATE credit.line SET reserved = reserved + 1, outstanding = outstanding + 2")  # corruption
-    assert conn.execute("SELECT credit.record_reconcile()").fetchone()["record_reconcile"] == 2
+    assert conn.execute("SELECT credit.record_reconcile()").fetchone()["record_reconcile"] == 3
     last = conn.execute("SELECT * FROM credit.monitor_reconcile").fetchone()
     assert last["run_id"] > first["run_id"]
-    assert last["findings_by_check"] == {"reserved_total": 1, "outstanding_total": 1}
-    assert last["findings"] == 2
+    # outstanding no longer matches the ledger, nor the open items less unapplied credit
+    assert last["findings_by_check"] == {"reserved_total": 1, "outstanding_total": 1, "allocation_identity": 1}
+    assert last["findings"] == 3
 
 
 def test_record_reconcile_prunes_old_runs_and_checks_keep(conn):

@@ -13,7 +13,7 @@ SELECT l.currency, l.status,
        sum(v.credit_limit) AS credit_limit,
        sum(v.reserved) AS reserved,
        sum(l.outstanding) AS outstanding,
-       coalesce(sum(p.past_due), 0) AS past_due,
+       coalesce(sum(p.past_due), 0.00) AS past_due,
        count(*) FILTER (WHERE v.reserved + l.outstanding > 0
                           AND v.reserved + l.outstanding >= 0.9 * v.credit_limit) AS lines_over_90pct,
        max(CASE WHEN v.credit_limit > 0
