@@ -23,7 +23,9 @@ TEMPLATE = "pgcredit_template"
 # SPEC's function table, plus statement(): what credit_app may execute.
 API = ["open_line", "set_credit_limit", "block_line", "unblock_line", "get_available", "can_reserve",
        "reserve_credit", "release_reservation", "convert_to_debit", "record_payment", "reverse_debit",
-       "adjust_balance", "expire_reservations", "reconcile", "statement"]
+       "adjust_balance", "expire_reservations", "reconcile", "statement",
+       # v1.1: reads for applications and receivables
+       "get_reservation", "list_reservations", "list_lines", "aging", "set_overdue_policy"]
 APP_USER = "test_app_login"
 AUDITOR_USER = "test_auditor_login"
 # The contract runs twice: on a single server and through a proxy in front of
@@ -308,7 +310,7 @@ def call(conn: psycopg.Connection, fn: str, *args) -> dict:
 def table_counts(conn: psycopg.Connection) -> dict[str, dict]:
     """A fingerprint of every credit table, to prove nothing was written."""
     out = {}
-    for table in ("line", "line_event", "reservation", "ledger_entry", "refusal"):
+    for table in ("line", "line_event", "reservation", "ledger_entry", "refusal", "open_item", "settlement"):
         out[table] = conn.execute(f"SELECT count(*), coalesce(sum(hashtext(t::text)), 0) AS h "
                                   f"FROM credit.{table} t").fetchone()
     return out

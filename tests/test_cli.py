@@ -9,9 +9,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psycopg
+import pytest
 
 from conftest import call
-from pgcredit.cli import main
+from pgcredit.cli import AGING_COLUMNS, main
 
 
 def pgcredit(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -51,6 +53,40 @@ def test_migrate_reconcile_status_expire_with_a_dsn(dsn, conn, capsys):
     assert "migrations pending: none" in out and "total_reserved:" in out
     assert main(["expire", "--dsn", dsn]) == 0
     assert "expired 0 hold(s)" in capsys.readouterr().out
+
+
+def test_aging_as_a_table_and_as_csv(dsn, conn, capsys):
+    call(conn, "open_line", "w", "r", 1000)
+    call(conn, "open_line", "v", "r", 1000)
+    for w in ("w", "v"):
+        call(conn, "reserve_credit", w, "r", "o", 300)
+        call(conn, "convert_to_debit", w, "r", "o", None, "2000-01-01")
+    assert main(["aging", "--dsn", dsn, "--wholesaler", "w"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "aging as of today" and out[1].split()[:3] == ["wholesaler", "retailer", "cur"]
+    assert out[3].split() == ["w", "r", "INR", "0.00", "0.00", "0.00", "0.00", "300.00", "0.00", "300.00",
+                              "2000-01-01"]
+    assert out[-1] == "1 line(s) with anything unpaid or unapplied"
+    assert main(["aging", "--dsn", dsn, "--as-of", "2001-01-01", "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [",".join(AGING_COLUMNS)]  # nothing was made by then
+    assert main(["aging", "--dsn", dsn, "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "v,r,INR,0.00,0.00,0.00,0.00,300.00,0.00,300.00,2000-01-01",
+        "w,r,INR,0.00,0.00,0.00,0.00,300.00,0.00,300.00,2000-01-01"]
+    with pytest.raises(SystemExit):
+        main(["aging", "--dsn", dsn, "--as-of", "yesterday"])
+
+
+def test_migrate_refuses_a_database_that_is_not_utf8(cluster, capsys):
+    with cluster.admin() as conn:
+        conn.execute("CREATE DATABASE ascii_db ENCODING 'SQL_ASCII' TEMPLATE template0")
+    try:
+        assert main(["migrate", "--dsn", cluster.dsn("ascii_db")]) == 2
+        assert "encoding SQL_ASCII; pgcredit needs UTF8" in capsys.readouterr().err
+        with psycopg.connect(cluster.dsn("ascii_db")) as conn:
+            assert conn.execute("SELECT to_regnamespace('credit')").fetchone() == (None,)
+    finally:
+        cluster.drop_database("ascii_db")
 
 
 def test_database_url_is_used(dsn, capsys, monkeypatch):

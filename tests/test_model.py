@@ -1,9 +1,16 @@
 """A stateful property test: every API operation is a rule, checked against a
 plain Decimal model of the book after every step. Each example works on lines
-of its own (a fresh wholesaler id), so examples share one database."""
+of its own (a fresh wholesaler id), so examples share one database.
+
+The model applies SPEC's allocation rule in its own way (a list of open
+items per line) and checks past_due, the oldest unpaid due date, the overdue
+policy and aging against it. Time moves only through the API: due dates in
+the past on conversion, aging as of a later day, holds and temporary limits
+that end a few milliseconds after they are made."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -26,6 +33,22 @@ SIGNED = st.integers(-1_000_00, 1_000_00).filter(bool).map(lambda cents: D(cents
 LIMITS = st.integers(0, 10_000).map(D)
 INSTANT = timedelta(milliseconds=1)  # expired by the next step: each such reserve sleeps past it
 EXPIRY = st.sampled_from([None, INSTANT, timedelta(hours=1)])
+DUE_IN = st.sampled_from([None, -100, -40, -5, -1, 0, 10])  # days from today; None: payment terms
+GRACE = st.sampled_from([None, 0, 3, 30])
+TOLERATED = st.sampled_from([D(0), D(50), D(500)])
+# How long a new limit lasts. valid_until is the client's clock, checked by the
+# server to be in the future: a short one needs a margin for the round trip.
+SHORT = timedelta(milliseconds=50)
+TEMPORARY = st.sampled_from([None, SHORT, timedelta(hours=1)])
+
+
+@dataclass
+class Item:
+    """An open item of the model: a DEBIT or positive ADJUSTMENT not yet paid."""
+
+    seq: int  # the order entries were made in (ledger ids grow the same way)
+    due: dt.date
+    unpaid: D
 
 
 @dataclass
@@ -42,8 +65,16 @@ class Line:
     status: str = "active"
     outstanding: D = D(0)
     holds: dict[str, Hold] = field(default_factory=dict)
-    debits: dict[str, list[D]] = field(default_factory=dict)  # order_ref -> [amount, reversed]
+    debits: dict[str, list] = field(default_factory=dict)  # order_ref -> [amount, reversed, item seq]
     entries: dict[tuple[str, str], D] = field(default_factory=dict)  # (kind, key) -> amount
+    items: list[Item] = field(default_factory=list)
+    unapplied: D = D(0)
+    temp: tuple[D, float] | None = None  # a temporary limit and when it ends (time.time())
+    policy: tuple[int, D] | None = None  # grace_days, max_overdue_amount
+
+    @property
+    def effective_limit(self) -> D:
+        return self.temp[0] if self.temp and time.time() < self.temp[1] else self.limit
 
     @property
     def reserved(self) -> D:
@@ -51,7 +82,38 @@ class Line:
 
     @property
     def available(self) -> D:
-        return self.limit - self.reserved - self.outstanding
+        return self.effective_limit - self.reserved - self.outstanding
+
+    # The allocation rule, written independently of the SQL.
+    def add_item(self, seq: int, due: dt.date, amount: D) -> None:
+        used = min(self.unapplied, amount)
+        self.unapplied -= used
+        if amount > used:
+            self.items.append(Item(seq, due, amount - used))
+
+    def settle(self, amount: D, first: int | None = None) -> None:
+        order = sorted(self.items, key=lambda i: (i.seq != first, i.due, i.seq))
+        for item in order:
+            take = min(item.unpaid, amount)
+            item.unpaid -= take
+            amount -= take
+            if not amount:
+                break
+        self.items = [i for i in self.items if i.unpaid]
+        self.unapplied += amount
+
+    def unpaid_before(self, day: dt.date) -> D:
+        return sum((i.unpaid for i in self.items if i.due < day), D(0))
+
+    def overdue(self, today: dt.date) -> bool:
+        return self.policy is not None and self.unpaid_before(today - timedelta(days=self.policy[0])) > self.policy[1]
+
+    def aging(self, as_of: dt.date) -> tuple:
+        buckets = [D(0)] * 5
+        for i in self.items:
+            days = (as_of - i.due).days
+            buckets[0 if days <= 0 else 1 if days <= 30 else 2 if days <= 60 else 3 if days <= 90 else 4] += i.unpaid
+        return (*buckets, self.unapplied, self.outstanding, min((i.due for i in self.items), default=None))
 
     def sweep(self) -> int:
         """What every locking call does first: expired holds become 'expired'."""
@@ -70,6 +132,8 @@ class CreditMachine(RuleBasedStateMachine):
         super().__init__()
         self.w = f"m{next(self.examples)}"
         self.lines: dict[str, Line] = {}
+        self.seq = itertools.count()
+        self.today = self.conn.execute("SELECT current_date AS d").fetchone()["d"]
 
     def call(self, name: str, *args):
         return getattr(self.client, name)(self.w, *args, check=False)
@@ -92,15 +156,32 @@ class CreditMachine(RuleBasedStateMachine):
         else:
             assert res.code == "exists_with_different_terms"
 
-    @rule(r=RETAILERS, limit=LIMITS)
-    def set_credit_limit(self, r, limit):
-        res = self.call("set_credit_limit", r, limit, "review")
+    @rule(r=RETAILERS, limit=LIMITS, lasts=TEMPORARY)
+    def set_credit_limit(self, r, limit, lasts):
+        until = dt.datetime.now(dt.timezone.utc) + lasts if lasts else None
+        res = self.call("set_credit_limit", r, limit, "review", until)
         line = self.locked(r)
         if line is None:
             assert res.code == "line_not_found"
             return
-        line.limit = limit
-        assert (res.code, res.available) == ("ok", line.available)
+        if until is None:
+            line.limit, line.temp = limit, None
+        else:
+            line.temp = (limit, until.timestamp())
+        assert (res.code, res.credit_limit) == ("ok", limit)
+        assert res.available == limit - line.reserved - line.outstanding
+        if lasts == SHORT:
+            time.sleep(0.06)  # the permanent limit is back by the next step, with no job run
+
+    @rule(r=RETAILERS, grace=GRACE, tolerated=TOLERATED)
+    def set_overdue_policy(self, r, grace, tolerated):
+        res = self.call("set_overdue_policy", r, grace, tolerated)
+        line = self.locked(r)
+        if line is None:
+            assert res.code == "line_not_found"
+            return
+        line.policy = None if grace is None else (grace, tolerated)
+        assert (res.code, res.grace_days) == ("ok", grace)
 
     @rule(r=RETAILERS, block=st.booleans())
     def block_or_unblock(self, r, block):
@@ -128,6 +209,8 @@ class CreditMachine(RuleBasedStateMachine):
                 assert (res.code, res.amount) == ("exists_with_different_amount", hold.amount)
         elif line.status == "blocked":
             assert res.code == "line_blocked"
+        elif line.overdue(self.today):
+            assert res.code == "overdue"
         elif amount > line.available:
             assert (res.code, res.shortfall, res.available) == \
                 ("insufficient_credit", amount - line.available, line.available)
@@ -156,9 +239,10 @@ class CreditMachine(RuleBasedStateMachine):
             hold.status = "released"
             assert (res.code, res.released_amount, res.available) == ("ok", hold.amount, line.available)
 
-    @rule(r=RETAILERS, ref=REFS, amount=st.none() | MONEY)
-    def convert_to_debit(self, r, ref, amount):
-        res = self.call("convert_to_debit", r, ref, amount)
+    @rule(r=RETAILERS, ref=REFS, amount=st.none() | MONEY, due_in=DUE_IN)
+    def convert_to_debit(self, r, ref, amount, due_in):
+        due = None if due_in is None else self.today + timedelta(days=due_in)
+        res = self.call("convert_to_debit", r, ref, amount, due)
         line = self.locked(r)
         if line is None:
             assert res.code == "line_not_found"
@@ -177,9 +261,18 @@ class CreditMachine(RuleBasedStateMachine):
             debit = amount or hold.amount
             hold.status, hold.converted = "converted", debit
             line.outstanding += debit
-            line.debits[ref] = [debit, D(0)]
-            assert (res.code, res.debited_amount, res.released_amount, res.available) == \
-                ("ok", debit, hold.amount - debit, line.available)
+            seq = next(self.seq)
+            line.debits[ref] = [debit, D(0), seq]
+            line.add_item(seq, due or self.today + timedelta(days=30), debit)
+            assert (res.code, res.debited_amount, res.released_amount, res.available, res.due_date) == \
+                ("ok", debit, hold.amount - debit, line.available, due or self.today + timedelta(days=30))
+
+    @rule(r=RETAILERS, ref=REFS, amount=MONEY, due_in=DUE_IN)
+    def deliver(self, r, ref, amount, due_in):
+        """An order reserved and delivered in one step: without it, histories
+        with several open items before a payment are rare."""
+        self.reserve_credit(r, ref, amount, None)
+        self.convert_to_debit(r, ref, None, due_in)
 
     def _entry(self, res, line: Line, kind: str, key: str, amount: D) -> bool:
         """Replay or conflict of an earlier entry; True if the call was new."""
@@ -199,6 +292,8 @@ class CreditMachine(RuleBasedStateMachine):
         elif self._entry(res, line, "CREDIT", key, amount):
             line.entries[("CREDIT", key)] = amount
             line.outstanding -= amount
+            next(self.seq)
+            line.settle(amount)
             assert (res.code, res.outstanding, res.available) == ("ok", line.outstanding, line.available)
 
     @rule(r=RETAILERS, ref=REFS, key=KEYS, amount=MONEY)
@@ -217,6 +312,8 @@ class CreditMachine(RuleBasedStateMachine):
                 debit[1] += amount
                 line.entries[("REVERSAL", key)] = amount
                 line.outstanding -= amount
+                next(self.seq)
+                line.settle(amount, first=debit[2])
                 assert (res.code, res.outstanding) == ("ok", line.outstanding)
 
     @rule(r=RETAILERS, key=KEYS, amount=SIGNED)
@@ -228,6 +325,11 @@ class CreditMachine(RuleBasedStateMachine):
         elif self._entry(res, line, "ADJUSTMENT", key, amount):
             line.entries[("ADJUSTMENT", key)] = amount
             line.outstanding += amount
+            seq = next(self.seq)
+            if amount > 0:
+                line.add_item(seq, self.today, amount)
+            else:
+                line.settle(-amount)
             assert (res.code, res.outstanding) == ("ok", line.outstanding)
 
     @rule(r=RETAILERS, amount=MONEY)
@@ -238,6 +340,8 @@ class CreditMachine(RuleBasedStateMachine):
             assert res.code == "line_not_found"
         elif line.status == "blocked":
             assert res.code == "line_blocked"
+        elif line.overdue(self.today):
+            assert res.code == "overdue"
         else:
             assert (res.code, res.available) == \
                 ("insufficient_credit" if amount > line.available else "ok", line.available)
@@ -254,8 +358,23 @@ class CreditMachine(RuleBasedStateMachine):
         assert set(rows) == set(self.lines)
         for r, line in self.lines.items():
             assert (rows[r]["status"], rows[r]["credit_limit"], rows[r]["reserved"], rows[r]["outstanding"],
-                    rows[r]["available"]) == (line.status, line.limit, line.reserved, line.outstanding,
+                    rows[r]["available"]) == (line.status, line.effective_limit, line.reserved, line.outstanding,
                                               line.available), r
+
+    @invariant()
+    def receivables_match_the_model(self):
+        for r, line in self.lines.items():
+            a = self.client.get_available(self.w, r)
+            assert (a.past_due, a.oldest_unpaid_due_date) == \
+                (line.unpaid_before(self.today), min((i.due for i in line.items), default=None)), r
+            later = self.today + timedelta(days=45)
+            for as_of in (self.today, later):
+                rows = self.client.aging(as_of, self.w, r)
+                expected = line.aging(as_of)
+                if line.items or line.unapplied:
+                    assert len(rows) == 1 and tuple(vars(rows[0]).values())[3:] == expected, (r, as_of)
+                else:
+                    assert rows == [], (r, as_of)
 
     def teardown(self):
         self.client.expire_reservations(1_000_000)  # the next example counts its own sweeps from zero

@@ -28,3 +28,19 @@ def test_sql_example(conn):
         ("insufficient_credit", Decimal("97500.00"), Decimal("1500.00"))
     assert all(r[0]["code"] == "ok" for r in results[:2] + results[3:6])
     assert results[-1] == []  # reconcile(): healthy
+
+
+def test_order_and_receivables_screen_examples(dsn, conn, capsys):
+    section = "## An order screen and a receivables screen"
+    code = block("python", section).replace('"postgresql://app@db/shop"', repr(dsn))
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "order-2 800.00 active"
+    assert out[2].startswith("1200.00 1200.00 ")
+    assert out[3:] == ["kiosk 0.00 1200.00 1200.00", "refused: unpaid invoices are past due", "ok"]
+    statements = [s.strip() for s in re.sub(r"--.*", "", block("sql", section)).split(";") if s.strip()]
+    results = [conn.execute(s).fetchall() for s in statements]
+    assert [r["order_ref"] for r in results[0]] == ["order-2", "order-3"]
+    assert results[2][0]["code"] == "ok" and results[3][0]["retailer_id"] == "kiosk"
+    assert results[4][0]["past_due"] == 0
+    assert results[6][0]["code"] == results[7][0]["code"] == "ok"

@@ -97,7 +97,8 @@ def test_block_twice_records_once_and_unknown_line(line):
 
 def test_get_available(line):
     assert avail(line) == {"code": "ok", "credit_limit": D(100_000), "reserved": D(0), "outstanding": D(0),
-                           "available": D(100_000), "status": "active", "currency": "INR"}
+                           "available": D(100_000), "status": "active", "currency": "INR",
+                           "past_due": D(0), "oldest_unpaid_due_date": None, "limit_valid_until": None}
     assert avail(line, W, "nobody")["code"] == "line_not_found"
 
 

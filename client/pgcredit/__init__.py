@@ -7,20 +7,22 @@ from .client import AsyncCreditClient, CreditClient, Retry
 from .errors import (
     CreditBusy, CreditDatabaseError, CreditError, CreditRefused, DebitNotFound, ExceedsDebitAmount,
     ExceedsReservationAmount, IdempotencyConflict, InsufficientCredit, InvalidInput, LineBlocked,
-    LineNotFound, ReservationConverted, ReservationExpired, ReservationNotFound, ReservationReleased,
+    LineNotFound, Overdue, ReservationConverted, ReservationExpired, ReservationNotFound, ReservationReleased,
 )
 from .migrate import migrate
 from .results import (
-    AvailableResult, CanReserveResult, ConvertResult, EntryResult, Finding, LimitResult,
-    OpenLineResult, ReleaseResult, ReserveResult, StatementLine, StatusResult,
+    AgingRow, AvailableResult, CanReserveResult, ConvertResult, EntryResult, Finding, LimitResult,
+    LineRow, OpenLineResult, OverduePolicyResult, ReleaseResult, ReservationInfo, ReservationRow,
+    ReserveResult, StatementLine, StatusResult,
 )
 
 __all__ = [
     "AsyncCreditClient", "CreditClient", "Retry", "migrate",
     "CreditBusy", "CreditDatabaseError", "CreditError", "CreditRefused", "DebitNotFound",
     "ExceedsDebitAmount", "ExceedsReservationAmount", "IdempotencyConflict", "InsufficientCredit",
-    "InvalidInput", "LineBlocked", "LineNotFound", "ReservationConverted", "ReservationExpired",
+    "InvalidInput", "LineBlocked", "LineNotFound", "Overdue", "ReservationConverted", "ReservationExpired",
     "ReservationNotFound", "ReservationReleased",
-    "AvailableResult", "CanReserveResult", "ConvertResult", "EntryResult", "Finding", "LimitResult",
-    "OpenLineResult", "ReleaseResult", "ReserveResult", "StatementLine", "StatusResult",
+    "AgingRow", "AvailableResult", "CanReserveResult", "ConvertResult", "EntryResult", "Finding",
+    "LimitResult", "LineRow", "OpenLineResult", "OverduePolicyResult", "ReleaseResult", "ReservationInfo",
+    "ReservationRow", "ReserveResult", "StatementLine", "StatusResult",
 ]

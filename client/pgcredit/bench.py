@@ -319,6 +319,57 @@ def run(out: Path, quick: bool = False) -> list[Result]:
     return results
 
 
+def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, list[float]]]:
+    """What a change costs reserve_credit: the same workloads against a
+    database built from another sql/ tree (A, e.g. the last release from git)
+    and one built from this installation's (B), on one cluster, alternating
+    A, B, A, B in short rounds. Reports B/A per round pair, their median and range."""
+    rounds, seconds = (1, 1) if quick else (5, 5)
+    work = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
+    pairs: list[tuple[str, list[float]]] = []
+    try:
+        with embedded.throwaway(settings=tuple(SETTINGS)) as server:
+            dsns = {}
+            for side, root in (("a", base_sql), ("b", None)):
+                dsns[side] = server.ensure_database(f"bench_{side}")
+                migrate(dsns[side], root)
+                client = CreditClient(dsns[side])
+                for line in ["hot", *[f"s{i}" for i in range(1000)]]:
+                    client.open_line("bench", line, Decimal(10) ** 15)
+                client.close()
+                with psycopg.connect(dsns[side], autocommit=True) as conn:
+                    conn.execute("VACUUM ANALYZE")
+            workloads = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8)]
+            benches = {}
+            for side, dsn in dsns.items():
+                (work / side).mkdir()
+                benches[side] = Bench(server, dsn, seconds, work / side)
+                benches[side].total = len(workloads) * rounds
+            for name, clients in workloads:
+                ratios = []
+                for _ in range(rounds):
+                    tps = {side: benches[side].pgbench(f"{name}_{side}", SCRIPTS[name], clients).tps
+                           for side in ("a", "b")}
+                    for bench in benches.values():
+                        bench.rounds.clear()  # each pair is a ratio of its own
+                    ratios.append(tps["b"] / tps["a"])
+                pairs.append((f"{name} @{clients}", ratios))
+            version = psycopg.connect(dsns["b"]).execute("SHOW server_version").fetchone()[0]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    lines = [f"A: {base_sql}, B: this installation's sql/. PostgreSQL {version}, the bench's settings; "
+             f"A and B alternate in {rounds} rounds of {seconds} s each; {os.cpu_count()} CPUs", "",
+             "| workload | B/A per round | median | range |", "|---|---|---|---|"]
+    for what, ratios in pairs:
+        lines.append(f"| {what} | {', '.join(f'{r:.3f}' for r in ratios)} | {statistics.median(ratios):.3f} | "
+                     f"{min(ratios):.3f}–{max(ratios):.3f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ab.md").write_text(text)
+    return pairs
+
+
 def markdown(results: list[Result], targets: list[Target], meta: dict) -> str:
     lines = [f"PostgreSQL {meta['version']}, fsync={meta['fsync']}, synchronous_commit={meta['synchronous_commit']}, "
              f"{meta['seconds']} s per run; bare/reserve pairs alternate in {meta['rounds']} rounds of "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import psycopg
 from . import embedded
 from .client import CreditClient
 from .errors import CreditDatabaseError
-from .migrate import migrate, pending
+from .migrate import WrongEncoding, migrate, pending
 
 
 def _dsn(args: argparse.Namespace) -> str:
@@ -73,6 +75,34 @@ def cmd_reconcile(args) -> int:
     return 1 if findings else 0
 
 
+AGING_COLUMNS = ["wholesaler_id", "retailer_id", "currency", "not_due", "days_1_30", "days_31_60", "days_61_90",
+                 "days_over_90", "unapplied_credit", "outstanding", "oldest_unpaid_due_date"]
+
+
+def cmd_aging(args) -> int:
+    rows = CreditClient(_dsn(args)).aging(args.as_of, args.wholesaler, args.retailer)
+    table = [[("" if v is None else str(v)) for v in (getattr(r, c) for c in AGING_COLUMNS)] for r in rows]
+    if args.csv:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(AGING_COLUMNS)
+        out.writerows(table)
+        return 0
+    headers = ["wholesaler", "retailer", "cur", "not due", "1-30", "31-60", "61-90", "over 90", "unapplied",
+               "outstanding", "oldest unpaid"]
+    widths = [max([len(h)] + [len(row[i]) for row in table]) for i, h in enumerate(headers)]
+    # Text left, money right: columns of figures line up on the decimal point.
+    def fmt(cells):
+        return "  ".join(c.ljust(w) if i < 3 or i == 10 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+    print(f"aging as of {args.as_of or 'today'}")
+    print(fmt(headers))
+    print(fmt(["-" * w for w in widths]))
+    for row in table:
+        print(fmt(row))
+    print(f"{len(table)} line(s) with anything unpaid or unapplied")
+    return 0
+
+
 def cmd_expire(args) -> int:
     client = CreditClient(_dsn(args))
     total = 0
@@ -87,8 +117,11 @@ def cmd_expire(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run
+    from .bench import run, run_ab
 
+    if args.compare_sql:
+        run_ab(args.out, args.compare_sql, quick=args.quick)
+        return 0
     run(args.out, quick=args.quick)  # reports targets; a noisy ratio is not a failure
     return 0
 
@@ -119,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
                    ).set_defaults(func=cmd_status)
     sub.add_parser("reconcile", parents=[common], help="prove totals and links; exit 1 on findings"
                    ).set_defaults(func=cmd_reconcile)
+    aging = sub.add_parser("aging", parents=[common], help="receivables aging by days past due, as a table or CSV")
+    aging.add_argument("--as-of", type=dt.date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                       help="as of the end of this day (default: today, the server's)")
+    aging.add_argument("--wholesaler", default=None)
+    aging.add_argument("--retailer", default=None)
+    aging.add_argument("--csv", action="store_true", help="CSV with SQL column names, for spreadsheets")
+    aging.set_defaults(func=cmd_aging)
     expire = sub.add_parser("expire", parents=[common], help="mark expired holds, in batches")
     expire.add_argument("--batch", type=int, default=1000)
     expire.set_defaults(func=cmd_expire)
@@ -126,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                                          "UPDATE and the source design; writes OUT/bench.md and OUT/bench.png")
     bench.add_argument("--quick", action="store_true", help="seconds instead of minutes; figures not comparable")
     bench.add_argument("--out", type=Path, default=Path("bench-results"))
+    bench.add_argument("--compare-sql", type=Path, metavar="SQL_DIR", default=None,
+                       help="A/B instead: reserve_credit on a database built from SQL_DIR (e.g. an earlier "
+                            "release: git archive REV sql | tar -x -C DIR) against this one, interleaved")
     bench.set_defaults(func=cmd_bench)
     sub.add_parser("stop", help="stop the per-user embedded server").set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)
@@ -137,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"pgcredit: {exc}", file=sys.stderr)
         return 2
-    except (psycopg.Error, RuntimeError) as exc:
+    except (psycopg.Error, RuntimeError, WrongEncoding) as exc:
         print(f"pgcredit: {exc}", file=sys.stderr)
         return 2
 

@@ -84,10 +84,19 @@ class _Api:
             payment_terms_days=payment_terms_days))
 
     def set_credit_limit(self, wholesaler_id: str, retailer_id: str, credit_limit: Decimal,
-                         reason: str, *, check: bool = True):
+                         reason: str, valid_until: dt.datetime | None = None, *, check: bool = True):
+        """With valid_until (an aware datetime in the future) the limit is temporary."""
         return self._call("set_credit_limit", check, dict(
             wholesaler_id=wholesaler_id, retailer_id=retailer_id,
-            credit_limit=_money(credit_limit, "credit_limit"), reason=reason))
+            credit_limit=_money(credit_limit, "credit_limit"), reason=reason, valid_until=valid_until))
+
+    def set_overdue_policy(self, wholesaler_id: str, retailer_id: str, grace_days: int | None,
+                           max_overdue_amount: Decimal = Decimal(0), reason: str | None = None,
+                           *, check: bool = True):
+        """grace_days None removes the policy."""
+        return self._call("set_overdue_policy", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, grace_days=grace_days,
+            max_overdue_amount=_money(max_overdue_amount, "max_overdue_amount"), reason=reason))
 
     def block_line(self, wholesaler_id: str, retailer_id: str, reason: str, *, check: bool = True):
         return self._call("block_line", check, dict(
@@ -141,6 +150,27 @@ class _Api:
         return self._call("adjust_balance", check, dict(
             wholesaler_id=wholesaler_id, retailer_id=retailer_id, adjustment_ref=adjustment_ref,
             amount=_money(amount, "amount"), reason=reason))
+
+    def get_reservation(self, wholesaler_id: str, retailer_id: str, order_ref: str, *, check: bool = True):
+        return self._call("get_reservation", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, order_ref=order_ref))
+
+    def list_reservations(self, wholesaler_id: str, retailer_id: str, status: str | None = "active",
+                          after_reservation_id: int | None = None, max_rows: int = 100):
+        """A page of holds in ascending reservation_id; pass the last one seen as
+        after_reservation_id for the next page. status None lists every status."""
+        return self._call("list_reservations", False, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, status=status,
+            after_reservation_id=after_reservation_id, max_rows=max_rows))
+
+    def list_lines(self, wholesaler_id: str, after_retailer_id: str | None = None, max_rows: int = 100):
+        return self._call("list_lines", False, dict(
+            wholesaler_id=wholesaler_id, after_retailer_id=after_retailer_id, max_rows=max_rows))
+
+    def aging(self, as_of: dt.date | None = None, wholesaler_id: str | None = None,
+              retailer_id: str | None = None):
+        """Receivables aging as of the end of as_of (default: today, the server's)."""
+        return self._call("aging", False, dict(as_of=as_of, wholesaler_id=wholesaler_id, retailer_id=retailer_id))
 
     def expire_reservations(self, max_count: int = 1000):
         """How many expired holds this call marked 'expired'."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -39,6 +40,13 @@ class LineBlocked(CreditRefused):
     """The line is blocked: it refuses new reservations."""
 
     code = "line_blocked"
+
+
+class Overdue(CreditRefused):
+    """The line's overdue policy refuses new reservations: unpaid items past
+    their due date and grace period exceed what the policy tolerates."""
+
+    code = "overdue"
 
 
 class LineNotFound(CreditRefused):
@@ -122,7 +130,7 @@ class CreditBusy(CreditError):
 
 _BY_CODE: dict[str, type[CreditRefused]] = {
     cls.code: cls
-    for cls in (InsufficientCredit, LineBlocked, LineNotFound, ReservationNotFound,
+    for cls in (InsufficientCredit, LineBlocked, Overdue, LineNotFound, ReservationNotFound,
                 ReservationReleased, ReservationConverted, ReservationExpired,
                 ExceedsReservationAmount, DebitNotFound, ExceedsDebitAmount, IdempotencyConflict)
 }
@@ -148,8 +156,20 @@ def is_retryable(exc: psycopg.Error) -> bool:
     return state in _RETRYABLE or state.startswith("08")
 
 
+@dataclass(frozen=True)
+class Missing:
+    """The result behind LineNotFound from a read that returns a set
+    (statement, list_reservations): the server raised P0002 line_not_found."""
+
+    code: str
+    message: str
+
+
 def translate(exc: psycopg.Error) -> CreditError:
     """The pgcredit exception for a psycopg error that will not be retried."""
+    message = exc.diag.message_primary or str(exc)
     if exc.sqlstate and exc.sqlstate.startswith("22"):
-        return InvalidInput(exc.diag.message_primary or str(exc), exc.sqlstate)
+        return InvalidInput(message, exc.sqlstate)
+    if exc.sqlstate == "P0002" and message.startswith("line_not_found"):
+        return LineNotFound(Missing("line_not_found", message))
     return CreditDatabaseError(str(exc).strip(), exc.sqlstate)

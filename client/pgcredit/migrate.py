@@ -62,8 +62,27 @@ def load_functions(conninfo: str, directory: Path) -> int:
     return len(files)
 
 
+class WrongEncoding(Exception):
+    """The database's encoding is not UTF8: ids and reasons are text in any
+    language, and yoyo itself fails on SQL_ASCII with an obscure error."""
+
+
+def require_utf8(conninfo: str) -> None:
+    with psycopg.connect(conninfo) as conn:
+        name, encoding = conn.execute(
+            "SELECT current_database(), pg_encoding_to_char(encoding) FROM pg_database"
+            " WHERE datname = current_database()").fetchone()
+    # Under SQL_ASCII psycopg cannot decode text and returns bytes.
+    name, encoding = (v.decode("ascii", "replace") if isinstance(v, bytes) else v for v in (name, encoding))
+    if encoding != "UTF8":
+        raise WrongEncoding(
+            f"database {name!r} has encoding {encoding}; pgcredit needs UTF8. Create it with "
+            f"CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0 (and a UTF-8 locale), then migrate.")
+
+
 def migrate(conninfo: str, root: Path | None = None) -> MigrateReport:
     """Applies pending migrations, then (re)loads every function file."""
+    require_utf8(conninfo)
     root = root or sql_dir()
     backend = _backend(conninfo)
     try:

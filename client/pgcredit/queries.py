@@ -22,8 +22,12 @@ QUERIES: dict[str, Query] = {
         r.OpenLineResult),
     "set_credit_limit": Query(
         "SELECT * FROM credit.set_credit_limit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
-        " %(credit_limit)s::numeric, %(reason)s::text)",
+        " %(credit_limit)s::numeric, %(reason)s::text, %(valid_until)s::timestamptz)",
         r.LimitResult),
+    "set_overdue_policy": Query(
+        "SELECT * FROM credit.set_overdue_policy(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(grace_days)s::integer, %(max_overdue_amount)s::numeric, %(reason)s::text)",
+        r.OverduePolicyResult),
     "block_line": Query(
         "SELECT * FROM credit.block_line(%(wholesaler_id)s::text, %(retailer_id)s::text, %(reason)s::text)",
         r.StatusResult),
@@ -60,6 +64,23 @@ QUERIES: dict[str, Query] = {
         "SELECT * FROM credit.adjust_balance(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(adjustment_ref)s::text, %(amount)s::numeric, %(reason)s::text)",
         r.EntryResult),
+    "get_reservation": Query(
+        "SELECT * FROM credit.get_reservation(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(order_ref)s::text)",
+        r.ReservationInfo),
+    "list_reservations": Query(
+        "SELECT * FROM credit.list_reservations(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(status)s::text, %(after_reservation_id)s::bigint, %(max_rows)s::integer)",
+        r.ReservationRow, many=True),
+    "list_lines": Query(
+        "SELECT * FROM credit.list_lines(%(wholesaler_id)s::text, %(after_retailer_id)s::text,"
+        " %(max_rows)s::integer)",
+        r.LineRow, many=True),
+    "aging": Query(
+        # as_of None: the server's today, as the SQL default gives it.
+        "SELECT * FROM credit.aging(coalesce(%(as_of)s::date, current_date), %(wholesaler_id)s::text,"
+        " %(retailer_id)s::text)",
+        r.AgingRow, many=True),
     "expire_reservations": Query(
         "SELECT credit.expire_reservations(%(max_count)s::integer)",
         int),

@@ -43,6 +43,9 @@ class AvailableResult:
     available: Decimal | None
     status: str | None
     currency: str | None
+    past_due: Decimal | None
+    oldest_unpaid_due_date: dt.date | None
+    limit_valid_until: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -122,3 +125,73 @@ class StatementLine:
     due_date: dt.date | None
     amount: Decimal
     balance: Decimal
+
+
+@dataclass(frozen=True)
+class OverduePolicyResult:
+    code: str
+    grace_days: int | None
+    max_overdue_amount: Decimal | None
+
+
+@dataclass(frozen=True)
+class ReservationInfo:
+    """get_reservation(): one hold with its effective status."""
+
+    code: str
+    reservation_id: int | None
+    status: str | None
+    amount: Decimal | None
+    expires_at: dt.datetime | None
+    created_at: dt.datetime | None
+    released_at: dt.datetime | None
+    release_reason: str | None
+    converted_at: dt.datetime | None
+    converted_amount: Decimal | None
+    released_amount: Decimal | None
+    ledger_entry_id: int | None
+    due_date: dt.date | None
+
+
+@dataclass(frozen=True)
+class ReservationRow:
+    """One row of list_reservations()."""
+
+    reservation_id: int
+    order_ref: str
+    status: str
+    amount: Decimal
+    expires_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class LineRow:
+    """One row of list_lines()."""
+
+    retailer_id: str
+    line_id: int
+    status: str
+    currency: str
+    credit_limit: Decimal
+    reserved: Decimal
+    outstanding: Decimal
+    available: Decimal
+    past_due: Decimal
+
+
+@dataclass(frozen=True)
+class AgingRow:
+    """One row of aging(): a line's unpaid items by days past due as of a day."""
+
+    wholesaler_id: str
+    retailer_id: str
+    currency: str
+    not_due: Decimal
+    days_1_30: Decimal
+    days_31_60: Decimal
+    days_61_90: Decimal
+    days_over_90: Decimal
+    unapplied_credit: Decimal
+    outstanding: Decimal
+    oldest_unpaid_due_date: dt.date | None

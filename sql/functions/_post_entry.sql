@@ -1,8 +1,10 @@
 SET ROLE credit_owner;
 
--- Appends a ledger entry to a locked line and moves its outstanding total:
--- DEBIT and ADJUSTMENT (signed) add, CREDIT and REVERSAL subtract. An entry
--- already posted under the same key is a replay (same amount) or a conflict.
+-- Appends a ledger entry to a locked line, moves its outstanding total (DEBIT
+-- and ADJUSTMENT, signed, add; CREDIT and REVERSAL subtract) and applies the
+-- allocation rule: a positive adjustment is an open item due today, the rest
+-- settle open items (a reversal its own debit first). The caller has checked
+-- that the key is new (_replay_entry).
 CREATE OR REPLACE FUNCTION credit._post_entry(
     l credit.line, entry_type text, ref text, amount numeric, memo text, debit_id bigint)
 RETURNS credit.entry_result
@@ -10,12 +12,18 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
     v_delta numeric := CASE WHEN entry_type IN ('CREDIT', 'REVERSAL') THEN -amount ELSE amount END;
+    v_due date := CASE WHEN v_delta > 0 THEN current_date END;
 BEGIN
-    INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, memo, debit_id)
-    VALUES (l.id, entry_type, amount, ref, memo, debit_id)
+    INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, memo, debit_id, due_date)
+    VALUES (l.id, entry_type, amount, ref, memo, debit_id, v_due)
     RETURNING id INTO v_id;
     UPDATE credit.line x SET outstanding = x.outstanding + v_delta WHERE x.id = l.id;
-    RETURN ('ok', v_id, l.outstanding + v_delta, l.credit_limit - l.reserved - l.outstanding - v_delta,
+    IF v_delta > 0 THEN
+        PERFORM credit._allocate_item(l.id, v_id, v_due, v_delta);
+    ELSE
+        PERFORM credit._allocate_credit(l.id, -v_delta, debit_id);
+    END IF;
+    RETURN ('ok', v_id, l.outstanding + v_delta, credit._available(l) - v_delta,
             false)::credit.entry_result;
 END
 $$;

@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION credit._refuse_reservation(
 RETURNS credit.reserve_result
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_available numeric := l.credit_limit - l.reserved - l.outstanding;
+    v_available numeric := credit._available(l);
 BEGIN
     INSERT INTO credit.refusal (line_id, wholesaler_id, retailer_id, order_ref, amount, code, available)
     VALUES (l.id, wholesaler_id, retailer_id, order_ref, amount, code, v_available);

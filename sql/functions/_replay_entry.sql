@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION credit._replay_entry(l credit.line, entry_type text, 
 RETURNS credit.entry_result
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN e.amount = _replay_entry.amount THEN 'ok' ELSE 'exists_with_different_amount' END,
-           e.id, l.outstanding, l.credit_limit - l.reserved - l.outstanding, e.amount = _replay_entry.amount
+           e.id, l.outstanding, credit._available(l), e.amount = _replay_entry.amount
       FROM credit.ledger_entry e
      WHERE e.line_id = l.id AND e.entry_type = _replay_entry.entry_type AND e.ref = _replay_entry.ref
 $$;

@@ -1,7 +1,10 @@
 SET ROLE credit_owner;
 
--- Marks up to max_count (NULL: all) of a line's expired holds 'expired' and
--- takes them out of its reserved total. The caller holds the line's row lock.
+-- Brings a locked line up to date with the clock: marks up to max_count
+-- (NULL: all) of its expired holds 'expired' and takes them out of its
+-- reserved total, ends a temporary limit whose time is up, and sets
+-- next_expiry to the next moment the line changes by time alone (see
+-- migration 0003). The caller holds the line's row lock.
 CREATE OR REPLACE FUNCTION credit._sweep_line(line_id bigint, max_count integer) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -22,9 +25,13 @@ BEGIN
 
     UPDATE credit.line l
        SET reserved = l.reserved - v_amount,
-           next_expiry = (SELECT min(x.expires_at) FROM credit.reservation x
-                           WHERE x.line_id = _sweep_line.line_id AND x.status = 'active'
-                             AND x.expires_at IS NOT NULL)
+           temp_limit = CASE WHEN l.limit_valid_until > now() THEN l.temp_limit END,
+           limit_valid_until = CASE WHEN l.limit_valid_until > now() THEN l.limit_valid_until END,
+           next_expiry = least((SELECT min(x.expires_at) FROM credit.reservation x
+                                 WHERE x.line_id = _sweep_line.line_id AND x.status = 'active'
+                                   AND x.expires_at IS NOT NULL),
+                               CASE WHEN l.limit_valid_until > now() THEN l.limit_valid_until END,
+                               credit._arrears_from(l.oldest_unpaid_due, l.overdue_grace_days))
      WHERE l.id = _sweep_line.line_id;
     RETURN v_count;
 END

@@ -33,7 +33,7 @@ BEGIN
     IF l.id IS NULL THEN
         RETURN ('line_not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, false)::credit.convert_result;
     END IF;
-    v_available := l.credit_limit - l.reserved - l.outstanding;
+    v_available := credit._available(l);
 
     SELECT * INTO h FROM credit.reservation r
      WHERE r.line_id = l.id AND r.order_ref = convert_to_debit.order_ref;
@@ -63,6 +63,7 @@ BEGIN
     UPDATE credit.line x
        SET reserved = x.reserved - h.amount, outstanding = x.outstanding + v_amount
      WHERE x.id = l.id;
+    PERFORM credit._allocate_item(l.id, v_entry, v_due, v_amount);
     RETURN ('ok', h.id, 'converted', v_entry, v_amount, h.amount - v_amount, v_due,
             v_available + h.amount - v_amount, false)::credit.convert_result;
 END

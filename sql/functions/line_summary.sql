@@ -1,28 +1,25 @@
 SET ROLE credit_owner;
 
--- One row per line for DBAs. overdue_amount settles payments against the oldest
--- debts first: whatever is outstanding beyond the debits not yet due is overdue.
--- active_holds and oldest_active_hold_age read the line's holds through its
--- key: their cost grows with the line's history, which an index on active
--- holds would avoid at the price of one more index write per reservation
--- (BENCHMARKS.md). reserved, outstanding and available stay O(1).
+-- One row per line for DBAs. credit_limit is the limit in force;
+-- overdue_amount is get_available's past_due (the allocation rule's unpaid
+-- items due before today). active_holds and oldest_active_hold_age read the
+-- line's active holds through reservation_list_idx, overdue_amount its open
+-- items: neither grows with ended holds or settled debts.
 CREATE OR REPLACE VIEW credit.line_summary AS
-SELECT l.id AS line_id, l.wholesaler_id, l.retailer_id, l.status, l.currency, l.credit_limit,
-       v.reserved, l.outstanding,
-       l.credit_limit - v.reserved - l.outstanding AS available,
-       CASE WHEN l.credit_limit > 0
-            THEN round(100 * (v.reserved + l.outstanding) / l.credit_limit, 2) END AS utilization_pct,
+SELECT l.id AS line_id, l.wholesaler_id, l.retailer_id, l.status, l.currency,
+       round(c.credit_limit, 2) AS credit_limit, round(v.reserved, 2) AS reserved,
+       round(l.outstanding, 2) AS outstanding,
+       round(c.credit_limit - v.reserved - l.outstanding, 2) AS available,
+       CASE WHEN c.credit_limit > 0
+            THEN round(100 * (v.reserved + l.outstanding) / c.credit_limit, 2) END AS utilization_pct,
        h.active_holds,
        now() - h.oldest AS oldest_active_hold_age,
-       greatest(l.outstanding - coalesce(nd.amount, 0), 0) AS overdue_amount
+       round(credit._past_due(l.id), 2) AS overdue_amount
   FROM credit.line l
  CROSS JOIN LATERAL (SELECT credit._reserved_now(l) AS reserved) v
+ CROSS JOIN LATERAL (SELECT credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until) AS credit_limit) c
  CROSS JOIN LATERAL (SELECT count(*) AS active_holds, min(r.created_at) AS oldest
                        FROM credit.reservation r
                       WHERE r.line_id = l.id AND r.status = 'active'
-                        AND (r.expires_at IS NULL OR r.expires_at > now())) h
- CROSS JOIN LATERAL (SELECT sum(d.amount - coalesce((SELECT sum(x.amount) FROM credit.ledger_entry x
-                                                     WHERE x.debit_id = d.id), 0)) AS amount
-                       FROM credit.ledger_entry d
-                      WHERE d.line_id = l.id AND d.entry_type = 'DEBIT' AND d.due_date >= current_date) nd;
+                        AND (r.expires_at IS NULL OR r.expires_at > now())) h;
 GRANT SELECT ON credit.line_summary TO credit_auditor;

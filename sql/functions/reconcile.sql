@@ -76,18 +76,77 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       JOIN credit.line l ON l.id = d.line_id
      WHERE v.total > d.amount
     UNION ALL
+    -- The allocation rule's identity: unpaid open items less unapplied credit
+    -- is what the line owes.
+    SELECT 'allocation_identity', l.wholesaler_id, l.retailer_id, l.outstanding,
+           coalesce(o.unpaid, 0) - l.unapplied,
+           'sum of unpaid open items - unapplied credit differs from outstanding'
+      FROM credit.line l
+      LEFT JOIN (SELECT x.line_id, sum(x.unpaid) AS unpaid FROM credit.open_item x GROUP BY x.line_id) o
+        ON o.line_id = l.id
+     WHERE l.unapplied IS NULL OR coalesce(o.unpaid, 0) - l.unapplied <> l.outstanding
+    UNION ALL
+    -- Each item's unpaid amount is its amount less its settlements, and only
+    -- unpaid items (with their own due date) are open items.
+    SELECT 'open_item', l.wholesaler_id, l.retailer_id, i.amount - coalesce(s.total, 0), o.unpaid,
+           format('item %s (%s %s) has amount %s, settlements %s, open item %s due %s', i.id, i.entry_type, i.ref,
+                  i.amount, coalesce(s.total, 0), coalesce(o.unpaid::text, 'none'), coalesce(o.due_date::text, '-'))
+      FROM credit.ledger_entry i
+      JOIN credit.line l ON l.id = i.line_id
+      LEFT JOIN (SELECT x.item_id, sum(x.amount) AS total FROM credit.settlement x GROUP BY x.item_id) s
+        ON s.item_id = i.id
+      LEFT JOIN credit.open_item o ON o.line_id = i.line_id AND o.entry_id = i.id
+     WHERE (i.entry_type = 'DEBIT' OR i.entry_type = 'ADJUSTMENT' AND i.amount > 0)
+       AND (i.amount - coalesce(s.total, 0) IS DISTINCT FROM coalesce(o.unpaid, 0)
+            OR o.unpaid <= 0 OR o.due_date <> coalesce(i.due_date, i.created_at::date)
+            OR i.amount - coalesce(s.total, 0) < 0)
+    UNION ALL
+    SELECT 'open_item_entry', l.wholesaler_id, l.retailer_id, NULL, o.unpaid,
+           format('open item for entry %s is not a DEBIT or positive ADJUSTMENT of this line', o.entry_id)
+      FROM credit.open_item o
+      JOIN credit.line l ON l.id = o.line_id
+     WHERE NOT EXISTS (SELECT FROM credit.ledger_entry i
+                        WHERE i.id = o.entry_id AND i.line_id = o.line_id
+                          AND (i.entry_type = 'DEBIT' OR i.entry_type = 'ADJUSTMENT' AND i.amount > 0))
+    UNION ALL
+    -- Unapplied credit is the money in the retailer's favour (payments,
+    -- negative adjustments, reversals) that no settlement has used; while any
+    -- is left no item may stay open, and the oldest open item is on the line.
+    SELECT 'unapplied_credit', l.wholesaler_id, l.retailer_id, coalesce(c.total, 0) - coalesce(s.total, 0),
+           l.unapplied,
+           CASE WHEN l.unapplied > 0 AND o.oldest IS NOT NULL
+                THEN 'unapplied credit left while items are open'
+                WHEN l.oldest_unpaid_due IS DISTINCT FROM o.oldest
+                THEN format('line.oldest_unpaid_due is %s, oldest open item is due %s', l.oldest_unpaid_due, o.oldest)
+                ELSE 'line.unapplied differs from credits less settlements' END
+      FROM credit.line l
+      LEFT JOIN (SELECT x.line_id, sum(abs(x.amount)) AS total FROM credit.ledger_entry x
+                  WHERE x.entry_type IN ('CREDIT', 'REVERSAL') OR x.entry_type = 'ADJUSTMENT' AND x.amount < 0
+                  GROUP BY x.line_id) c ON c.line_id = l.id
+      LEFT JOIN (SELECT x.line_id, sum(x.amount) AS total FROM credit.settlement x GROUP BY x.line_id) s
+        ON s.line_id = l.id
+      LEFT JOIN (SELECT x.line_id, min(x.due_date) AS oldest FROM credit.open_item x GROUP BY x.line_id) o
+        ON o.line_id = l.id
+     WHERE l.unapplied IS DISTINCT FROM coalesce(c.total, 0) - coalesce(s.total, 0)
+        OR l.unapplied > 0 AND o.oldest IS NOT NULL
+        OR l.oldest_unpaid_due IS DISTINCT FROM o.oldest
+    UNION ALL
     -- Exposure only grows past the limit through a limit decrease or a positive
     -- adjustment made since the line's last reservation (each reservation was
     -- checked against the limit); anything else means credit was overspent.
-    SELECT 'over_limit', l.wholesaler_id, l.retailer_id, l.credit_limit, l.reserved + l.outstanding,
+    SELECT 'over_limit', l.wholesaler_id, l.retailer_id, k.credit_limit, l.reserved + l.outstanding,
            'reserved + outstanding exceeds credit_limit with no later limit decrease or positive adjustment'
       FROM credit.line l
+      CROSS JOIN LATERAL (SELECT credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until)
+                                 AS credit_limit) k
       LEFT JOIN LATERAL (SELECT max(r.created_at) AS at FROM credit.reservation r
                           WHERE r.line_id = l.id) last ON true
-     WHERE l.reserved + l.outstanding > l.credit_limit
+     WHERE l.reserved + l.outstanding > k.credit_limit
+       -- A temporary limit that has ended is a decrease at its valid_until.
        AND NOT EXISTS (SELECT FROM credit.line_event ev
-                        WHERE ev.line_id = l.id AND ev.kind = 'limit_changed' AND ev.new_limit < ev.old_limit
-                          AND ev.created_at >= coalesce(last.at, '-infinity'))
+                        WHERE ev.line_id = l.id AND ev.kind = 'limit_changed'
+                          AND (ev.new_limit < ev.old_limit AND ev.created_at >= coalesce(last.at, '-infinity')
+                               OR ev.valid_until <= now() AND ev.valid_until >= coalesce(last.at, '-infinity')))
        AND NOT EXISTS (SELECT FROM credit.ledger_entry a
                         WHERE a.line_id = l.id AND a.entry_type = 'ADJUSTMENT' AND a.amount > 0
                           AND a.created_at >= coalesce(last.at, '-infinity'))

@@ -24,7 +24,7 @@ BEGIN
     IF l.id IS NULL THEN
         RETURN ('line_not_found', NULL, NULL, NULL, NULL, false)::credit.release_result;
     END IF;
-    v_available := l.credit_limit - l.reserved - l.outstanding;
+    v_available := credit._available(l);
 
     SELECT * INTO h FROM credit.reservation r
      WHERE r.line_id = l.id AND r.order_ref = release_reservation.order_ref;

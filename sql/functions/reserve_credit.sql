@@ -7,9 +7,13 @@ SET ROLE credit_owner;
 -- line stays locked until commit, so whatever runs after the lock is taken
 -- delays every other reservation on that line; here that is only the UPDATE
 -- (BENCHMARKS.md). Anything else (input to be refused, a key used before, a
--- refusal, no such line, expired holds awaiting a sweep) drops the speculative
--- hold and takes the careful path: validate, lock, sweep, then the replay
--- check before every other check.
+-- refusal, no such line, a moment passed at which the line changes by time
+-- alone: a hold expiring, a temporary limit ending, an unpaid item nearing
+-- its overdue policy's limit; next_expiry, migration 0003) drops the
+-- speculative hold and takes the careful path: validate, lock, sweep, then
+-- replay, line_blocked, overdue and insufficient_credit, in that order. So
+-- the fast path pays nothing for overdue policies, and for temporary limits
+-- one coalesce: until next_expiry, a temporary limit is the limit in force.
 --
 -- The fast path checks only the arguments it writes: a wholesaler_id or
 -- retailer_id that would be refused matches no line (open_line checked them),
@@ -51,10 +55,10 @@ BEGIN
             UPDATE credit.line x
                SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
              WHERE x.id = v_line AND x.status = 'active' AND (x.next_expiry IS NULL OR x.next_expiry > now())
-               AND v_amount <= x.credit_limit - x.reserved - x.outstanding
-            RETURNING x.credit_limit - x.reserved - x.outstanding INTO v_available;
+               AND v_amount <= coalesce(x.temp_limit, x.credit_limit) - x.reserved - x.outstanding
+            RETURNING coalesce(x.temp_limit, x.credit_limit) - x.reserved - x.outstanding INTO v_available;
             IF FOUND THEN
-                RETURN ('ok', v_id, 'active', v_amount, v_available, 0, false)::credit.reserve_result;
+                RETURN ('ok', v_id, 'active', v_amount, v_available, 0.00, false)::credit.reserve_result;
             END IF;
             DELETE FROM credit.reservation r WHERE r.line_id = v_line AND r.order_ref = reserve_credit.order_ref;
         END IF;
@@ -74,7 +78,7 @@ BEGIN
     IF l.id IS NULL THEN
         RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'line_not_found');
     END IF;
-    v_available := l.credit_limit - l.reserved - l.outstanding;
+    v_available := credit._available(l);
 
     SELECT * INTO h FROM credit.reservation r
      WHERE r.line_id = l.id AND r.order_ref = reserve_credit.order_ref;
@@ -84,6 +88,8 @@ BEGIN
                 h.amount = v_amount)::credit.reserve_result;
     ELSIF l.status = 'blocked' THEN
         RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'line_blocked');
+    ELSIF credit._overdue(l) THEN
+        RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'overdue');
     ELSIF v_amount > v_available THEN
         RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'insufficient_credit');
     END IF;
@@ -96,7 +102,7 @@ BEGIN
     UPDATE credit.line x
        SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
      WHERE x.id = l.id;
-    RETURN ('ok', v_id, 'active', v_amount, v_available - v_amount, 0, false)::credit.reserve_result;
+    RETURN ('ok', v_id, 'active', v_amount, v_available - v_amount, 0.00, false)::credit.reserve_result;
 END
 $$;
 REVOKE ALL ON FUNCTION credit.reserve_credit(text, text, text, numeric, interval) FROM PUBLIC;

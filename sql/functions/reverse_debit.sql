@@ -32,12 +32,12 @@ BEGIN
     SELECT * INTO d FROM credit.ledger_entry e
      WHERE e.line_id = l.id AND e.entry_type = 'DEBIT' AND e.ref = reverse_debit.order_ref;
     IF d.id IS NULL THEN
-        RETURN ('debit_not_found', NULL, l.outstanding, l.credit_limit - l.reserved - l.outstanding,
+        RETURN ('debit_not_found', NULL, l.outstanding, credit._available(l),
                 false)::credit.entry_result;
     END IF;
     SELECT coalesce(sum(e.amount), 0) INTO v_reversed FROM credit.ledger_entry e WHERE e.debit_id = d.id;
     IF v_reversed + v_amount > d.amount THEN
-        RETURN ('exceeds_debit_amount', NULL, l.outstanding, l.credit_limit - l.reserved - l.outstanding,
+        RETURN ('exceeds_debit_amount', NULL, l.outstanding, credit._available(l),
                 false)::credit.entry_result;
     END IF;
     RETURN credit._post_entry(l, 'REVERSAL', reversal_ref, v_amount, reason, d.id);

@@ -10,20 +10,13 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     v_line bigint;
 BEGIN
-    PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
-    PERFORM credit._require_id(retailer_id, 'retailer_id');
     IF from_date IS NULL OR to_date IS NULL OR NOT isfinite(from_date) OR NOT isfinite(to_date) THEN
         RAISE USING ERRCODE = '22023', MESSAGE = 'from_date and to_date must be finite dates';
     ELSIF from_date > to_date THEN
         RAISE USING ERRCODE = '22023',
             MESSAGE = format('from_date (%s) must not be after to_date (%s)', from_date, to_date);
     END IF;
-    SELECT l.id INTO v_line FROM credit.line l
-     WHERE l.wholesaler_id = statement.wholesaler_id AND l.retailer_id = statement.retailer_id;
-    IF v_line IS NULL THEN
-        RAISE USING ERRCODE = 'P0002',
-            MESSAGE = format('line_not_found: no line for wholesaler_id %L, retailer_id %L', wholesaler_id, retailer_id);
-    END IF;
+    v_line := credit._line_id(wholesaler_id, retailer_id);
 
     RETURN QUERY
     WITH e AS (

@@ -1,0 +1,33 @@
+SET ROLE credit_owner;
+
+-- A page of a wholesaler's lines, ascending retailer_id after
+-- after_retailer_id (keyset paging on the line key). Figures as get_available
+-- gives them: the limit in force, reserved as of now, past_due from open items.
+CREATE OR REPLACE FUNCTION credit.list_lines(
+    wholesaler_id text, after_retailer_id text DEFAULT NULL, max_rows integer DEFAULT 100)
+RETURNS TABLE (retailer_id text, line_id bigint, status text, currency text, credit_limit numeric,
+               reserved numeric, outstanding numeric, available numeric, past_due numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
+    IF after_retailer_id IS NOT NULL THEN
+        PERFORM credit._require_id(after_retailer_id, 'after_retailer_id');
+    END IF;
+    IF max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 1000 THEN
+        RAISE USING ERRCODE = '22023',
+            MESSAGE = format('max_rows must be between 1 and 1000, got %s', coalesce(max_rows::text, 'NULL'));
+    END IF;
+    RETURN QUERY
+    SELECT l.retailer_id, l.id, l.status::text, l.currency, round(v.credit_limit, 2), round(v.reserved, 2),
+           round(l.outstanding, 2), round(v.credit_limit - v.reserved - l.outstanding, 2),
+           round(credit._past_due(l.id), 2)
+      FROM credit.line l,
+           LATERAL (SELECT credit._reserved_now(l) AS reserved,
+                           credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until) AS credit_limit) v
+     WHERE l.wholesaler_id = list_lines.wholesaler_id AND l.retailer_id > coalesce(after_retailer_id, '')
+     ORDER BY l.retailer_id
+     LIMIT max_rows;
+END
+$$;
+REVOKE ALL ON FUNCTION credit.list_lines(text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.list_lines(text, text, integer) TO credit_app, credit_auditor;

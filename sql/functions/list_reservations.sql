@@ -1,0 +1,64 @@
+SET ROLE credit_owner;
+
+-- A page of a line's holds in one status (NULL: every status), ascending
+-- reservation_id after after_reservation_id (keyset paging). status is the
+-- effective one: an active hold past expires_at is listed as expired.
+--
+-- Each stored status is one range of reservation_list_idx (line_id, status,
+-- id); the branches below read at most max_rows rows each and are merged in
+-- id order, so a page costs what it returns, however many ended holds the
+-- line has. Branches for other statuses are cut off before they run.
+CREATE OR REPLACE FUNCTION credit.list_reservations(
+    wholesaler_id text, retailer_id text, status text DEFAULT 'active',
+    after_reservation_id bigint DEFAULT NULL, max_rows integer DEFAULT 100)
+RETURNS SETOF credit.reservation_row
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_line bigint;
+    v_status text := list_reservations.status;
+    v_after bigint := coalesce(after_reservation_id, 0);
+BEGIN
+    IF v_status NOT IN ('active', 'released', 'converted', 'expired') THEN
+        RAISE USING ERRCODE = '22023', MESSAGE = format(
+            'status must be active, released, converted, expired or NULL (every status), got %L', v_status);
+    ELSIF max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 1000 THEN
+        RAISE USING ERRCODE = '22023',
+            MESSAGE = format('max_rows must be between 1 and 1000, got %s', coalesce(max_rows::text, 'NULL'));
+    END IF;
+    v_line := credit._line_id(wholesaler_id, retailer_id);
+
+    RETURN QUERY
+    SELECT p.id, p.order_ref, p.status, (p.amount)::numeric(1000, 2), p.expires_at, p.created_at
+      FROM ((SELECT h.id, h.order_ref, CASE WHEN h.expires_at <= now() THEN 'expired' ELSE 'active' END AS status,
+                    h.amount, h.expires_at, h.created_at
+               FROM credit.reservation h
+              WHERE h.line_id = v_line AND h.status = 'active' AND h.id > v_after
+                AND (v_status IS NULL
+                     OR v_status = 'active' AND h.expires_at IS NULL OR v_status = 'active' AND h.expires_at > now()
+                     OR v_status = 'expired' AND h.expires_at <= now())
+                AND (v_status IS NULL OR v_status IN ('active', 'expired'))
+              ORDER BY h.id LIMIT max_rows)
+            UNION ALL
+            (SELECT h.id, h.order_ref, h.status, h.amount, h.expires_at, h.created_at
+               FROM credit.reservation h
+              WHERE h.line_id = v_line AND h.status = 'released' AND h.id > v_after
+                AND (v_status IS NULL OR v_status = 'released')
+              ORDER BY h.id LIMIT max_rows)
+            UNION ALL
+            (SELECT h.id, h.order_ref, h.status, h.amount, h.expires_at, h.created_at
+               FROM credit.reservation h
+              WHERE h.line_id = v_line AND h.status = 'converted' AND h.id > v_after
+                AND (v_status IS NULL OR v_status = 'converted')
+              ORDER BY h.id LIMIT max_rows)
+            UNION ALL
+            (SELECT h.id, h.order_ref, h.status, h.amount, h.expires_at, h.created_at
+               FROM credit.reservation h
+              WHERE h.line_id = v_line AND h.status = 'expired' AND h.id > v_after
+                AND (v_status IS NULL OR v_status = 'expired')
+              ORDER BY h.id LIMIT max_rows)) p
+     ORDER BY p.id
+     LIMIT max_rows;
+END
+$$;
+REVOKE ALL ON FUNCTION credit.list_reservations(text, text, text, bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.list_reservations(text, text, text, bigint, integer) TO credit_app, credit_auditor;
