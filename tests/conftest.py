@@ -30,7 +30,7 @@ APP_USER = "test_app_login"
 AUDITOR_USER = "test_auditor_login"
 # The contract runs twice: on a single server and through a proxy in front of
 # PARTITIONS partitions (PL/Proxy; PostgreSQL 15 where .ci/run installs it).
-CONTRACT_MODULES = ("test_sql_api", "test_client", "test_readme")
+CONTRACT_MODULES = ("test_sql_api", "test_client", "test_receivables", "test_readme")
 PARTITIONS = 4
 
 

@@ -28,6 +28,12 @@ def _dsn(args: argparse.Namespace) -> str:
 
 
 def cmd_migrate(args) -> int:
+    if args.partitions:
+        from .partitions import migrate_partitions
+
+        dsns = [d.strip() for d in args.partitions.split(",") if d.strip()]
+        migrate_partitions(_dsn(args), dsns, progress=print)
+        return 0
     report = migrate(_dsn(args))
     for mid in report.applied:
         print(f"applied {mid}")
@@ -52,9 +58,13 @@ def cmd_status(args) -> int:
     with psycopg.connect(dsn) as conn:
         print(f"server:    {conn.execute('SELECT version()').fetchone()[0]}")
         print(f"database:  {conn.info.dbname}")
-        todo = pending(dsn)
-        print(f"migrations pending: {', '.join(todo) if todo else 'none'}")
-        if conn.execute("SELECT to_regclass('credit.line') IS NULL").fetchone()[0]:
+        if conn.execute("SELECT to_regclass('credit_route.partition_config') IS NOT NULL").fetchone()[0]:
+            places = conn.execute("SELECT partitions FROM credit_route.partition_config").fetchone()[0]
+            print(f"proxy in front of {len(places)} partition(s): " + "; ".join(places))
+        else:
+            todo = pending(dsn)
+            print(f"migrations pending: {', '.join(todo) if todo else 'none'}")
+        if conn.execute("SELECT to_regclass('credit.monitor_totals') IS NULL").fetchone()[0]:
             print("schema credit is not installed: run `pgcredit migrate`")
             return 1
         cur = conn.execute("SELECT * FROM credit.monitor_totals")
@@ -144,8 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pgcredit", parents=[common],
                                      description="Trade credit for B2B ordering, enforced inside PostgreSQL.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", parents=[common], help="apply migrations and reload every function"
-                   ).set_defaults(func=cmd_migrate)
+    mig = sub.add_parser("migrate", parents=[common], help="apply migrations and reload every function")
+    mig.add_argument("--partitions", metavar="DSN1,DSN2,...", default=None,
+                     help="a partitioned deployment (PARTITIONING.md): migrate these partition databases "
+                          "(a power of two of them, key=value DSNs without commas, or URIs) and set up "
+                          "--dsn as their PL/Proxy proxy")
+    mig.set_defaults(func=cmd_migrate)
     sub.add_parser("demo", parents=[common], help="play the spec's scenarios and a 32-way race "
                    "(on a throwaway server when no DSN is given)").set_defaults(func=cmd_demo)
     sub.add_parser("status", parents=[common], help="server, migrations and book totals"

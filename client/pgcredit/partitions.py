@@ -33,6 +33,7 @@ from typing import Callable
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import tuple_row
 
 from .migrate import MigrateReport, migrate, sql_dir
 
@@ -294,7 +295,9 @@ class _Writer:
         if rule.order_by:
             tail += " ORDER BY " + ", ".join(f"px_row.{self.ident(c)}" for c in rule.order_by)
         if rule.limit_arg:
-            tail += f" LIMIT {self.ident(rule.limit_arg)}"
+            # At least 1: with LIMIT 0 the rows would never be asked for, and
+            # the partitions' own refusal of a bad page size would not be seen.
+            tail += f" LIMIT greatest({self.ident(rule.limit_arg)}, 1)"
         every = self.returns(f, f"credit_route.{self.ident(f.name)}({self.call_args(f)})", tail)
         partition = "NULL"
         if rule.line_args:
@@ -403,7 +406,7 @@ class _Writer:
                 self.on_all(f, rule) if isinstance(rule, OnAll) else self.sweep(f, rule)
             elif names == ("wholesaler_id", "retailer_id") and f.arg_types[:2] == ("text", "text"):
                 self.by_line(f)
-            elif names == ("wholesaler_ids", "retailer_ids") and f.arg_types[:2] == ("text[]", "text[]"):
+            elif _is_batch(f):
                 self.batch(f)
             else:
                 raise PartitionSetupError(
@@ -424,6 +427,16 @@ def _require_portable(where: str, type_: str, composites: set[str]) -> None:
     for name in re.findall(r"credit\.(\w+)", type_):
         if name not in composites:
             raise PartitionSetupError(f"{where} uses type credit.{name}, which the proxy cannot recreate")
+
+
+def _is_batch(f: Function) -> bool:
+    return f.arg_names[:2] == ("wholesaler_ids", "retailer_ids") and f.arg_types[:2] == ("text[]", "text[]")
+
+
+def batch_checks(catalog: Catalog) -> list[str]:
+    """The check functions of the batch functions that have one."""
+    return [f"credit._{f.name}_check({f.identity_args})" for f in catalog.functions
+            if _is_batch(f) and f"_{f.name}_check({f.identity_args})" in catalog.private]
 
 
 def generate_layer(catalog: Catalog, count: int) -> str:
@@ -614,6 +627,13 @@ def migrate_partitions(proxy_dsn: str, partition_dsns: list[str], root: Path | N
         if catalog != catalogs[0]:
             raise PartitionSetupError(f"partition {i}'s API differs from partition 0's after migrating both: "
                                       "are they running the same pgcredit version?")
+    # The proxy validates a batch by calling its check function on a partition
+    # as the proxy's login, which (unlike the API) is not granted to credit_app.
+    for dsn in partition_dsns:
+        with psycopg.connect(dsn) as conn:
+            for check in batch_checks(catalogs[0]):
+                conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+                    sql.SQL(check), sql.Identifier(LOGIN)))
     if len(fingerprints) != 1:
         raise PartitionSetupError("the partitions hash line keys differently (different PostgreSQL versions "
                                   "or machine architectures?): they cannot share one routing")
@@ -687,5 +707,6 @@ def _configure_cluster(conn: psycopg.Connection, places: list[str], password: st
 
 def partition_of(conn: psycopg.Connection, wholesaler_id: str, retailer_id: str) -> int:
     """The partition (0-based) that holds a line, asked of the proxy."""
-    return conn.execute("SELECT credit._line_hash(%s, %s) & (partition_count - 1) "
-                        "FROM credit_route.partition_config", [wholesaler_id, retailer_id]).fetchone()[0]
+    with conn.cursor(row_factory=tuple_row) as cur:
+        return cur.execute("SELECT credit._line_hash(%s, %s) & (partition_count - 1) "
+                           "FROM credit_route.partition_config", [wholesaler_id, retailer_id]).fetchone()[0]

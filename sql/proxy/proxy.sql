@@ -84,6 +84,13 @@ BEGIN
         RETURN;
     END IF;
     v_message := regexp_replace(message, '^\S+\(\d+\): \[[^]]*\] REMOTE [A-Z]+: ', '');
+    -- The partition's server closed the connection (a shutdown, a crash, a
+    -- terminated backend): as a lost connection, naming the partition.
+    IF state ~ '^(08|57P0)' THEN
+        RAISE USING ERRCODE = '08006',
+            MESSAGE = format('lost the connection to %s during the call: %s', v_where, v_message),
+            HINT = 'The call may have taken effect there. Retry with the same idempotency key.';
+    END IF;
     IF v_detail IS NULL AND v_hint IS NULL THEN
         RAISE USING ERRCODE = state, MESSAGE = v_message;
     ELSIF v_hint IS NULL THEN
