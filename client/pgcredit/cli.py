@@ -132,6 +132,11 @@ def cmd_bench(args) -> int:
     if args.compare_sql:
         run_ab(args.out, args.compare_sql, quick=args.quick)
         return 0
+    if args.partitions:
+        from .bench_partitions import run_partitions
+
+        run_partitions(args.out, quick=args.quick)
+        return 0
     run(args.out, quick=args.quick)  # reports targets; a noisy ratio is not a failure
     return 0
 
@@ -183,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--compare-sql", type=Path, metavar="SQL_DIR", default=None,
                        help="A/B instead: reserve_credit on a database built from SQL_DIR (e.g. an earlier "
                             "release: git archive REV sql | tar -x -C DIR) against this one, interleaved")
+    bench.add_argument("--partitions", action="store_true",
+                       help="instead: the PL/Proxy hop's cost per call and throughput with 1, 2 and 4 partitions "
+                            "against a single server (OUT/partitions.md; PARTITIONING.md)")
     bench.set_defaults(func=cmd_bench)
     sub.add_parser("stop", help="stop the per-user embedded server").set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)
