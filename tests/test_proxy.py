@@ -537,3 +537,20 @@ def test_t1_through_the_proxy_catches_an_unlocked_reserve_credit(cluster, proxy,
     report(contention_report(f"T1 self-check through the proxy, unlocked reserve_credit, pg{cluster.major} "
                              "(16 x 60)", history, violations))
     assert history.counts["sampled_overspend"] > 0 and violations
+
+
+def test_the_proxys_plpgsql_passes_plpgsql_check(cluster, px):
+    """The generated wrappers and the error translation, checked like the
+    partitions' functions (test_static.py)."""
+    if not px.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'plpgsql_check'").fetchone():
+        pytest.skip(f"plpgsql_check is not installed for PostgreSQL {cluster.major}: static checks skipped")
+    px.execute("CREATE EXTENSION plpgsql_check")
+    findings = px.execute("""
+        SELECT p.oid::regprocedure::text AS fn, t.level, t.message
+          FROM pg_proc p
+         CROSS JOIN LATERAL plpgsql_check_function_tb(p.oid, extra_warnings => true,
+                                                      performance_warnings => true, security_warnings => true) t
+         WHERE p.pronamespace = 'credit'::regnamespace
+           AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')""").fetchall()
+    assert px.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'credit'::regnamespace").fetchone()["count"] > 20
+    assert findings == []
