@@ -213,7 +213,6 @@ class _Writer:
         self.catalog = catalog
         self.count = count
         self.out: list[str] = []
-        self.plproxy_functions: list[str] = []
 
     def ident(self, name: str) -> str:
         if re.fullmatch(r"[a-z_][a-z0-9_]*", name) and name not in self.catalog.keywords:
@@ -232,7 +231,6 @@ class _Writer:
                         f"LANGUAGE plproxy AS $plproxy$\n    CLUSTER '{CLUSTER}';\n{body}\n$plproxy$;\n"
                         f"ALTER FUNCTION {signature} OWNER TO credit_owner;\n"
                         f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC;\nSET ROLE credit_owner;")
-        self.plproxy_functions.append(name)
 
     def wrapper(self, name: str, args: str, identity_args: str, result: str, body: str,
                 partition: str, grantees, declare: str = "", comment: str = "") -> None:
