@@ -28,6 +28,7 @@ API = ["open_line", "set_credit_limit", "block_line", "unblock_line", "get_avail
        "get_reservation", "list_reservations", "list_lines", "aging", "set_overdue_policy"]
 APP_USER = "test_app_login"
 AUDITOR_USER = "test_auditor_login"
+MONITOR_USER = "test_monitor_login"
 # The contract runs twice: on a single server and through a proxy in front of
 # PARTITIONS partitions (PL/Proxy; PostgreSQL 15 where .ci/run installs it).
 CONTRACT_MODULES = ("test_sql_api", "test_client", "test_receivables", "test_readme")
@@ -136,15 +137,16 @@ def cluster(request):
             # Login roles for privilege tests; the credit roles exist once migrated.
             conn.execute(f"CREATE ROLE {APP_USER} LOGIN IN ROLE credit_app")
             conn.execute(f"CREATE ROLE {AUDITOR_USER} LOGIN IN ROLE credit_auditor")
+            conn.execute(f"CREATE ROLE {MONITOR_USER} LOGIN IN ROLE credit_monitor")
         yield c
     finally:
         pg.stop()
 
 
-def private_server(cluster):
+def private_server(cluster, settings: tuple[str, ...] = ("fsync=off",)):
     """A started cluster of the test's own (same binaries), for tests that crash
-    servers or need one without the credit roles."""
-    return embedded.throwaway(cluster.bin)
+    servers, need one without the credit roles, or other server settings."""
+    return embedded.throwaway(cluster.bin, settings)
 
 
 def plproxy_missing(cluster) -> str | None:

@@ -287,6 +287,64 @@ def contention_report(name: str, history: History, violations: list[str]) -> str
 FAULT_LIMITS = {HOT: D(10) ** 12, **{c: D(10) ** 12 for c in COLD[:3]}}
 
 
+def run_orders(client: CreditClient, history: History, rng: random.Random, stop: threading.Event, w: int,
+               new_key: bool = False, drop_rate: float = 0.05, give_up_after: float = 120.0) -> None:
+    """One worker of order lifecycles until `stop`: reserve, then convert (half
+    partially) or release; a payment every third order. `drop_rate` of the
+    acknowledgements are dropped on purpose after the commit. Every unknown
+    outcome is called again until known, with the same key (or, with
+    `new_key`, reservations and payments under a new one)."""
+
+    def resolve(op: str, line: str, logical: str, amount, call: Callable[[str], Any]):
+        """Calls until the outcome is known; returns (result, the key that got it)."""
+        ref, tries, since = logical, 0, time.monotonic()
+        while True:
+            try:
+                res = call(ref)
+            except CreditBusy:
+                outcome_unknown = True  # the client gave up: it may or may not have happened
+                history.count("credit_busy")
+            except CreditError as exc:
+                history.error(f"{op} {logical}: {exc!r}")
+                return None, ref
+            else:
+                outcome_unknown = rng.random() < drop_rate  # the ack is dropped after commit
+                if outcome_unknown:
+                    history.count("dropped_acks")
+            if not outcome_unknown:
+                history.ack(op, line, ref, amount, res, logical)
+                return res, ref
+            history.count("unknown_outcomes")
+            if time.monotonic() - since > give_up_after:
+                # A failure of the run, not an answer: the checker cannot judge this operation.
+                history.error(f"{op} {logical}: outcome still unknown after {give_up_after} s")
+                return None, ref
+            tries += 1
+            if new_key and op in ("reserve", "payment"):
+                ref = f"{logical}~{tries}"
+            time.sleep(0.02)
+
+    n = 0
+    while not stop.is_set():
+        n += 1
+        line = HOT if rng.random() < 0.5 else rng.choice(COLD[:3])
+        amount = D(rng.randrange(100, 5000))
+        res, order = resolve("reserve", line, f"o{w}-{n}", amount,
+                             lambda ref: client.reserve_credit(W, line, ref, amount, check=False))
+        if res is not None and res.code == "ok":
+            if rng.random() < 0.7:
+                part = None if rng.random() < 0.5 else amount - 1
+                resolve("convert", line, order, part,
+                        lambda ref: client.convert_to_debit(W, line, ref, part, check=False))
+            else:
+                resolve("release", line, order, None,
+                        lambda ref: client.release_reservation(W, line, ref, check=False))
+        if n % 3 == 0:
+            pay = D(rng.randrange(100, 3000))
+            resolve("payment", line, f"p{w}-{n}", pay,
+                    lambda ref: client.record_payment(W, line, ref, pay, check=False))
+
+
 def faults(server, dsn: str, seconds: float, workers: int = 8, new_key: bool = False,
            seed: int = 2) -> History:
     """T2: workers run order lifecycles while a killer terminates backends every
@@ -309,53 +367,9 @@ def faults(server, dsn: str, seconds: float, workers: int = 8, new_key: bool = F
                "-c credit.lock_timeout=1s -c statement_timeout=3ms"]
 
     def worker(w: int) -> None:
-        rng = random.Random(seed * 1000 + w)
         client = CreditClient(psycopg.conninfo.make_conninfo(dsn, application_name="t2-worker",
                                                              options=options[w % 2]), retry=retry)
-
-        def resolve(op: str, line: str, logical: str, amount, call: Callable[[str], Any]):
-            """Calls until the outcome is known; returns (result, the key that got it)."""
-            ref, tries = logical, 0
-            while True:
-                try:
-                    res = call(ref)
-                except CreditBusy:
-                    outcome_unknown = True
-                except CreditError as exc:
-                    history.error(f"{op} {logical}: {exc!r}")
-                    return None, ref
-                else:
-                    outcome_unknown = rng.random() < 0.05  # the ack is dropped after commit
-                    if outcome_unknown:
-                        history.count("dropped_acks")
-                if not outcome_unknown:
-                    history.ack(op, line, ref, amount, res, logical)
-                    return res, ref
-                history.count("unknown_outcomes")
-                tries += 1
-                if new_key and op in ("reserve", "payment"):
-                    ref = f"{logical}~{tries}"
-                time.sleep(0.02)
-
-        n = 0
-        while not stop.is_set():
-            n += 1
-            line = HOT if rng.random() < 0.5 else rng.choice(COLD[:3])
-            amount = D(rng.randrange(100, 5000))
-            res, order = resolve("reserve", line, f"o{w}-{n}", amount,
-                                 lambda ref: client.reserve_credit(W, line, ref, amount, check=False))
-            if res is not None and res.code == "ok":
-                if rng.random() < 0.7:
-                    part = None if rng.random() < 0.5 else amount - 1
-                    resolve("convert", line, order, part,
-                            lambda ref: client.convert_to_debit(W, line, ref, part, check=False))
-                else:
-                    resolve("release", line, order, None,
-                            lambda ref: client.release_reservation(W, line, ref, check=False))
-            if n % 3 == 0:
-                pay = D(rng.randrange(100, 3000))
-                resolve("payment", line, f"p{w}-{n}", pay,
-                        lambda ref: client.record_payment(W, line, ref, pay, check=False))
+        run_orders(client, history, random.Random(seed * 1000 + w), stop, w, new_key=new_key)
         client.close()
 
     def killer() -> None:

@@ -50,7 +50,7 @@ def test_migrate_reconcile_status_expire_with_a_dsn(dsn, conn, capsys):
     assert "reserved_total\tw/r\texpected 10.00\tactual 11" in capsys.readouterr().out
     assert main(["status", "--dsn", dsn]) == 0
     out = capsys.readouterr().out
-    assert "migrations pending: none" in out and "total_reserved:" in out
+    assert "migrations pending: none" in out and "book (per currency and line status)" in out
     assert main(["expire", "--dsn", dsn]) == 0
     assert "expired 0 hold(s)" in capsys.readouterr().out
 

@@ -293,6 +293,8 @@ def test_every_money_column_reads_with_scale_2(book):
         "SELECT * FROM credit.aging(current_date + 100)",
         "SELECT * FROM credit.line_summary",
         "SELECT * FROM credit.monitor_totals",
+        "SELECT * FROM credit.monitor_book",
+        "SELECT * FROM credit.monitor_lines",
     ]
     checked = 0
     with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from conftest import API, APP_USER, AUDITOR_USER, call
+from conftest import API, APP_USER, AUDITOR_USER, MONITOR_USER, call
 
-TABLES = ["line", "line_event", "reservation", "ledger_entry", "refusal", "currency"]
-VIEWS = ["line_summary", "monitor_totals", "monitor_refusals"]
+TABLES = ["line", "line_event", "reservation", "ledger_entry", "refusal", "currency", "open_item", "settlement"]
+VIEWS = ["line_summary", "monitor_totals", "monitor_refusals", "monitor_lines", "monitor_book",
+         "monitor_refusal_windows", "monitor_sweep", "monitor_lock_waits", "monitor_reconcile"]
+# What the exporter's queries read (ops/postgres_exporter/queries.yaml): aggregates, no retailer ids.
+MONITOR_VIEWS = ["monitor_book", "monitor_refusal_windows", "monitor_sweep", "monitor_lock_waits",
+                 "monitor_reconcile"]
 
 
 def _as(cluster, dbname, user):
@@ -38,6 +42,33 @@ def test_auditor_reads_views_reconcile_and_statement_only(cluster, dbname):
             aud.execute("SELECT * FROM credit.reserve_credit('w', 'r', 'o', 1)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             aud.execute("SELECT 1 FROM credit.ledger_entry")
+
+
+def test_monitor_reads_its_views_and_nothing_else(cluster, dbname):
+    with _as(cluster, dbname, MONITOR_USER) as mon:
+        for view in MONITOR_VIEWS:
+            mon.execute(f"SELECT * FROM credit.{view}").fetchall()
+        for relation in TABLES + ["reconcile_run"] + [v for v in VIEWS if v not in MONITOR_VIEWS]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                mon.execute(f"SELECT 1 FROM credit.{relation}")
+        for stmt in ("SELECT * FROM credit.reserve_credit('w', 'r', 'o', 1)", "SELECT * FROM credit.reconcile()",
+                     "SELECT credit.record_reconcile()", "SELECT credit.expire_reservations()"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                mon.execute(stmt)
+
+
+def test_monitor_role_may_execute_only_what_its_views_call(conn):
+    rows = conn.execute("""
+        SELECT DISTINCT p.proname FROM pg_proc p
+         WHERE p.pronamespace = 'credit'::regnamespace
+           AND has_function_privilege('credit_monitor', p.oid, 'EXECUTE')""").fetchall()
+    assert sorted(r["proname"] for r in rows) == ["_active_limit", "_reserved_now"]
+    assert conn.execute("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = 'credit_monitor'").fetchone() \
+        == {"rolcanlogin": False, "rolsuper": False}
+    # No predefined role either (pg_monitor and the like): the DBA grants pg_monitor to the
+    # exporter's login only if it keeps the exporter's own server metrics (OPERATIONS.md).
+    assert conn.execute("SELECT count(*) AS n FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
+                        "WHERE r.rolname = 'credit_monitor'").fetchone() == {"n": 0}
 
 
 def test_public_gets_nothing(conn):
@@ -117,13 +148,15 @@ def test_no_dynamic_sql(conn):
     assert rows == []
 
 
-@pytest.mark.parametrize("table", ["ledger_entry", "line_event"])
+@pytest.mark.parametrize("table", ["ledger_entry", "line_event", "settlement"])
 @pytest.mark.parametrize("stmt", ["UPDATE credit.{t} SET created_at = now()", "DELETE FROM credit.{t}",
                                   "TRUNCATE credit.{t} CASCADE"])
 @pytest.mark.parametrize("who", ["superuser", "credit_owner", "replica_mode"])
 def test_history_is_append_only_for_everyone(conn, table, stmt, who):
     call(conn, "open_line", "w", "r", 100)
-    call(conn, "record_payment", "w", "r", "p", 5)
+    call(conn, "adjust_balance", "w", "r", "fee", 5, "late fee")
+    call(conn, "record_payment", "w", "r", "p", 5)  # settles the fee: one settlement row
+    before = conn.execute(f"SELECT count(*) FROM credit.{table}").fetchone()["count"]
     if who == "credit_owner":
         conn.execute("SET ROLE credit_owner")
     elif who == "replica_mode":  # ordinary triggers do not fire in this mode
@@ -132,7 +165,7 @@ def test_history_is_append_only_for_everyone(conn, table, stmt, who):
         conn.execute(stmt.format(t=table))
     conn.execute("RESET ROLE")
     conn.execute("RESET session_replication_role")
-    assert conn.execute(f"SELECT count(*) FROM credit.{table}").fetchone()["count"] == 1
+    assert conn.execute(f"SELECT count(*) FROM credit.{table}").fetchone()["count"] == before > 0
 
 
 @pytest.mark.parametrize("stmt", ["DELETE FROM credit.line", "TRUNCATE credit.line CASCADE"])

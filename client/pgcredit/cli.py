@@ -14,7 +14,7 @@ import psycopg
 from . import embedded
 from .client import CreditClient
 from .errors import CreditDatabaseError
-from .migrate import WrongEncoding, migrate, pending
+from .migrate import WrongEncoding, migrate
 
 
 def _dsn(args: argparse.Namespace) -> str:
@@ -53,26 +53,33 @@ def cmd_demo(args) -> int:
         return run(server.ensure_database("pgcredit"))
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def cmd_status(args) -> int:
+    import time
+
+    from .status import render
+
     dsn = _dsn(args)
-    with psycopg.connect(dsn) as conn:
-        print(f"server:    {conn.execute('SELECT version()').fetchone()[0]}")
-        print(f"database:  {conn.info.dbname}")
-        if conn.execute("SELECT to_regclass('credit_route.partition_config') IS NOT NULL").fetchone()[0]:
-            places = conn.execute("SELECT partitions FROM credit_route.partition_config").fetchone()[0]
-            print(f"proxy in front of {len(places)} partition(s): " + "; ".join(places))
-        else:
-            todo = pending(dsn)
-            print(f"migrations pending: {', '.join(todo) if todo else 'none'}")
-        if conn.execute("SELECT to_regclass('credit.monitor_totals') IS NULL").fetchone()[0]:
-            print("schema credit is not installed: run `pgcredit migrate`")
-            return 1
-        cur = conn.execute("SELECT * FROM credit.monitor_totals")
-        for column, value in zip([d.name for d in cur.description], cur.fetchone()):
-            print(f"{column + ':':<24}{value}")
-        rows = conn.execute("SELECT code, refusals FROM credit.monitor_refusals ORDER BY code").fetchall()
-        print("refusals in the last hour: " + (", ".join(f"{c} {n}" for c, n in rows) or "none"))
-    return 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if args.watch is None:
+            text, code = render(conn, dsn)
+            print(text, end="")
+            return code
+        try:
+            while True:
+                text, code = render(conn, dsn)
+                # Home and clear, then the screen: `watch`-style, without the flicker of `clear`.
+                print("\x1b[H\x1b[2J" + text + f"\n(every {args.watch:g} s; Ctrl-C to stop)", end="", flush=True)
+                time.sleep(args.watch)
+        except KeyboardInterrupt:
+            print()
+            return 0
 
 
 def cmd_reconcile(args) -> int:
@@ -126,6 +133,19 @@ def cmd_expire(args) -> int:
     return 0
 
 
+def cmd_schedule(args) -> int:
+    from .schedule import ScheduleError, schedule
+
+    try:
+        jobs = schedule(_dsn(args))
+    except ScheduleError as exc:
+        print(f"pgcredit: {exc}", file=sys.stderr)
+        return 1
+    for job in jobs:
+        print(f"scheduled {job.name}: '{job.schedule}' {job.command} (in database {job.database})")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run, run_ab
 
@@ -167,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     mig.set_defaults(func=cmd_migrate)
     sub.add_parser("demo", parents=[common], help="play the spec's scenarios and a 32-way race "
                    "(on a throwaway server when no DSN is given)").set_defaults(func=cmd_demo)
-    sub.add_parser("status", parents=[common], help="server, migrations and book totals"
-                   ).set_defaults(func=cmd_status)
+    status = sub.add_parser("status", parents=[common], help="one screen for operators: server, migrations, "
+                            "totals, refusals, expiry, lock waits, reconcile, top lines by utilization")
+    status.add_argument("--watch", type=_seconds, nargs="?", const=2.0, metavar="SECONDS",
+                        help="refresh every SECONDS (default 2) until Ctrl-C")
+    status.set_defaults(func=cmd_status)
     sub.add_parser("reconcile", parents=[common], help="prove totals and links; exit 1 on findings"
                    ).set_defaults(func=cmd_reconcile)
     aging = sub.add_parser("aging", parents=[common], help="receivables aging by days past due, as a table or CSV")
@@ -181,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     expire = sub.add_parser("expire", parents=[common], help="mark expired holds, in batches")
     expire.add_argument("--batch", type=int, default=1000)
     expire.set_defaults(func=cmd_expire)
+    sub.add_parser("schedule", parents=[common], help="install the expiry (every minute) and reconcile "
+                   "(every 10 minutes) jobs in pg_cron, or say why not").set_defaults(func=cmd_schedule)
     bench = sub.add_parser("bench", help="benchmark on a cluster of its own (fsync on) against the bare "
                                          "UPDATE and the source design; writes OUT/bench.md and OUT/bench.png")
     bench.add_argument("--quick", action="store_true", help="seconds instead of minutes; figures not comparable")

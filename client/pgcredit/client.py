@@ -59,16 +59,31 @@ def _finish(query: Query, rows: list[dict], check: bool) -> Any:
     return result
 
 
-def _after_failure(retry: Retry, name: str, attempt: int, exc: psycopg.Error, retryable: bool) -> float:
+def _after_failure(retry: Retry, name: str, attempt: int, exc: psycopg.Error, retryable: bool,
+                   metrics: Any = None) -> float:
     """Raises what the caller should see, or returns how long to wait before
     the next attempt with the same key."""
     if not (retryable and errors.is_retryable(exc)):
         raise errors.translate(exc) from exc
     if attempt + 1 == retry.attempts:
+        if metrics is not None:
+            metrics.gave_up(name)
         raise errors.CreditBusy(f"{name}: gave up after {attempt + 1} attempts: {exc}") from exc
+    if metrics is not None:
+        metrics.retried(name, exc)
     if retry.on_retry:
         retry.on_retry(name, attempt, exc)
     return retry.delay(attempt)
+
+
+def _metrics(metrics: Any) -> Any:
+    """None costs nothing (pgcredit.metrics is not even imported); anything
+    else is resolved by pgcredit.metrics.resolve."""
+    if metrics is None:
+        return None
+    from .metrics import resolve
+
+    return resolve(metrics)
 
 
 class _Api:
@@ -192,12 +207,17 @@ class CreditClient(_Api):
     Retries need a transaction of the client's own: a call made while the given
     connection is inside the caller's transaction runs in it and is not retried.
     Only a pool or a conninfo string can recover from a lost connection.
+
+    ``metrics=`` (True, a prometheus_client registry, or a
+    ``pgcredit.metrics.ClientMetrics``) reports each call's latency by
+    function and code, retries by SQLSTATE and CreditBusy; see pgcredit.metrics.
     """
 
-    def __init__(self, source: Any, *, retry: Retry = Retry()):
+    def __init__(self, source: Any, *, retry: Retry = Retry(), metrics: Any = None):
         self._source = source
         self._own: psycopg.Connection | None = None
         self.retry = retry
+        self.metrics = _metrics(metrics)
 
     def close(self) -> None:
         if self._own is not None:
@@ -224,6 +244,18 @@ class CreditClient(_Api):
                 yield conn, True
 
     def _call(self, name: str, check: bool, params: dict) -> Any:
+        if self.metrics is None:
+            return self._attempts(name, check, params)
+        start = time.perf_counter()
+        try:
+            result = self._attempts(name, check, params)
+        except Exception as exc:
+            self.metrics.called(name, time.perf_counter() - start, exc)
+            raise
+        self.metrics.called(name, time.perf_counter() - start, result)
+        return result
+
+    def _attempts(self, name: str, check: bool, params: dict) -> Any:
         query = QUERIES[name]
         for attempt in range(self.retry.attempts):
             # A conninfo or a pool can reconnect; a given connection is decided by _connection.
@@ -234,7 +266,7 @@ class CreditClient(_Api):
                         cur.execute(query.sql, params)
                         rows = cur.fetchall()
             except psycopg.Error as exc:
-                time.sleep(_after_failure(self.retry, name, attempt, exc, retryable))
+                time.sleep(_after_failure(self.retry, name, attempt, exc, retryable, self.metrics))
             else:
                 return _finish(query, rows, check)
         raise AssertionError("unreachable")
@@ -244,10 +276,11 @@ class AsyncCreditClient(_Api):
     """Asynchronous twin of CreditClient over an ``AsyncConnection``, an
     ``AsyncConnectionPool`` or a conninfo string; every method is awaited."""
 
-    def __init__(self, source: Any, *, retry: Retry = Retry()):
+    def __init__(self, source: Any, *, retry: Retry = Retry(), metrics: Any = None):
         self._source = source
         self._own: psycopg.AsyncConnection | None = None
         self.retry = retry
+        self.metrics = _metrics(metrics)
 
     async def close(self) -> None:
         if self._own is not None:
@@ -273,6 +306,18 @@ class AsyncCreditClient(_Api):
                 yield conn, True
 
     async def _call(self, name: str, check: bool, params: dict) -> Any:
+        if self.metrics is None:
+            return await self._attempts(name, check, params)
+        start = time.perf_counter()
+        try:
+            result = await self._attempts(name, check, params)
+        except Exception as exc:
+            self.metrics.called(name, time.perf_counter() - start, exc)
+            raise
+        self.metrics.called(name, time.perf_counter() - start, result)
+        return result
+
+    async def _attempts(self, name: str, check: bool, params: dict) -> Any:
         query = QUERIES[name]
         for attempt in range(self.retry.attempts):
             retryable = not isinstance(self._source, psycopg.AsyncConnection)
@@ -282,7 +327,7 @@ class AsyncCreditClient(_Api):
                         await cur.execute(query.sql, params)
                         rows = await cur.fetchall()
             except psycopg.Error as exc:
-                await asyncio.sleep(_after_failure(self.retry, name, attempt, exc, retryable))
+                await asyncio.sleep(_after_failure(self.retry, name, attempt, exc, retryable, self.metrics))
             else:
                 return _finish(query, rows, check)
         raise AssertionError("unreachable")

@@ -62,18 +62,21 @@ class OnAll:
 
 
 @dataclass(frozen=True)
-class Sweep:
-    """Run on one partition after another, handing each what is left of a
-    budget argument, and return the sum: max_count stays a bound on the whole."""
+class EachPartition:
+    """Run on one partition after another and return the sum. With a
+    budget_arg, each partition gets what is left of it: max_count stays a
+    bound on the whole."""
 
-    budget_arg: str
+    budget_arg: str | None = None
 
 
-ROUTES: dict[str, OnAll | Sweep] = {
+ROUTES: dict[str, OnAll | EachPartition] = {
     # reconcile() on the proxy also proves that every line is on the partition
     # the proxy routes it to.
     "reconcile": OnAll(also="credit._misplaced_lines()"),
-    "expire_reservations": Sweep("max_count"),
+    "expire_reservations": EachPartition("max_count"),
+    # Each partition records its own run (its monitor_reconcile); returns the findings of all.
+    "record_reconcile": EachPartition(),
     "list_lines": OnAll(order_by=("retailer_id",), limit_arg="max_rows"),
     "aging": OnAll(order_by=("wholesaler_id", "retailer_id"), line_args=("wholesaler_id", "retailer_id")),
 }
@@ -81,32 +84,48 @@ ROUTES: dict[str, OnAll | Sweep] = {
 
 @dataclass(frozen=True)
 class ViewRule:
-    """How a view's rows from every partition become the proxy's view: rows
-    (a union), or one aggregate row per value of group_by."""
+    """How a view's rows from every partition become the proxy's view: all the
+    rows, or (aggregate) one row per value of group_by, whose numeric columns
+    are summed unless `merge` names another aggregate for them. every_partition:
+    the row appears only once every partition has one (a view of "the last
+    run" means nothing while a partition has never run)."""
 
     aggregate: bool = False
     group_by: tuple[str, ...] = ()
+    merge: tuple[tuple[str, str], ...] = ()
+    every_partition: bool = False
 
 
 VIEWS: dict[str, ViewRule] = {
     "line_summary": ViewRule(),
-    "monitor_totals": ViewRule(aggregate=True),
-    # lines per code adds up exactly: every line lives on one partition.
-    "monitor_refusals": ViewRule(aggregate=True, group_by=("code",)),
+    "monitor_lines": ViewRule(),
+    "monitor_totals": ViewRule(aggregate=True, merge=(("oldest_awaiting_sweep", "min"),)),
+    # Counts of lines add up exactly: every line lives on one partition.
+    "monitor_refusals": ViewRule(aggregate=True, group_by=("code",), merge=(("last_at", "max"),)),
+    "monitor_book": ViewRule(aggregate=True, group_by=("currency", "status"),
+                             merge=(("max_utilization_pct", "max"),)),
+    "monitor_refusal_windows": ViewRule(aggregate=True, group_by=("code",)),
+    "monitor_lock_waits": ViewRule(aggregate=True, merge=(("longest_wait_seconds", "max"),)),
+    "monitor_sweep": ViewRule(aggregate=True, merge=(("oldest_awaiting_sweep_seconds", "max"),)),
+    # The partitions' last scheduled runs: the oldest one's times (how stale the
+    # book's proof is), the findings of all.
+    "monitor_reconcile": ViewRule(aggregate=True, every_partition=True, merge=(
+        ("run_id", "max"), ("started_at", "min"), ("finished_at", "min"),
+        ("findings_by_check", "credit._jsonb_counts_sum"), ("oldest_active_hold_at", "min"),
+        ("oldest_active_hold_age", "max"))),
 }
 
 
-def _aggregate_for(column: str, type_: str) -> str:
+def _aggregate_for(view: str, rule: ViewRule, column: str, type_: str) -> str:
     """The aggregate that merges one column of per-partition aggregate rows."""
-    if re.match(r"(oldest|first|min)_", column):
-        return "min"
-    if re.match(r"(newest|latest|last|max)_", column):
-        return "max"
+    merge = dict(rule.merge)
+    if column in merge:
+        return merge[column]
     if type_ in ("bigint", "integer", "smallint", "numeric") or type_.startswith("numeric("):
         return "sum"
     raise PartitionSetupError(
-        f"the proxy does not know how to merge column {column} ({type_}) of an aggregate view: "
-        "name it oldest_/newest_... or add a rule in client/pgcredit/partitions.py")
+        f"the proxy does not know how to merge column {column} ({type_}) of the aggregate view credit.{view}: "
+        "add it to the view's merge rule in VIEWS, client/pgcredit/partitions.py")
 
 
 # -- What the partitions' catalog says -------------------------------------------
@@ -137,6 +156,7 @@ class Catalog:
     views: tuple[View, ...]
     types: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # composite types of schema credit
     private: frozenset[str]  # "name(identity args)" of the credit._ functions
+    schema_usage: tuple[str, ...]  # roles with USAGE on schema credit
     keywords: frozenset[str] = field(compare=False)
 
 
@@ -193,15 +213,20 @@ def read_catalog(conn: psycopg.Connection) -> Catalog:
             columns = tuple(conn.execute(_COLUMNS, [relid]).fetchall())
         else:
             columns = tuple((n, t) for n, m, t in zip(names, modes, all_types) if m in ("o", "t", "b"))
+        # The proxy's own login is how the proxy calls, not one of the API's roles.
         functions.append(Function(name, args, identity, inputs, tuple(in_types), result, returns_set,
-                                  columns, tuple(grantees)))
+                                  columns, tuple(g for g in grantees if g != LOGIN)))
     views = tuple(View(name, tuple(conn.execute(_COLUMNS, [oid]).fetchall()), tuple(grantees))
                   for name, oid, grantees in conn.execute(_VIEWS).fetchall())
     types = tuple((name, tuple(conn.execute(_COLUMNS, [relid]).fetchall()))
                   for name, relid in conn.execute(_TYPES).fetchall())
     private = frozenset(r[0] for r in conn.execute(_PRIVATE))
+    usage = tuple(r[0] for r in conn.execute(
+        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END FROM pg_namespace n, "
+        "aclexplode(n.nspacl) a WHERE n.nspname = 'credit' AND a.privilege_type = 'USAGE' "
+        "AND a.grantee <> n.nspowner ORDER BY 1"))
     keywords = frozenset(r[0] for r in conn.execute("SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'"))
-    return Catalog(tuple(functions), views, types, private, keywords)
+    return Catalog(tuple(functions), views, types, private, usage, keywords)
 
 
 # -- The generated layer ------------------------------------------------------------
@@ -312,22 +337,24 @@ class _Writer:
         self.wrapper(f.name, f.args, f.identity_args, f.result, every, partition, f.grantees,
                      comment="Runs on every partition; the rows are merged as a single server returns them.")
 
-    def sweep(self, f: Function, rule: Sweep) -> None:
-        if f.returns_set or f.columns or rule.budget_arg not in f.arg_names:
-            raise PartitionSetupError(f"credit.{f.name} no longer fits its Sweep rule: update ROUTES in "
+    def each_partition(self, f: Function, rule: EachPartition) -> None:
+        if f.returns_set or f.columns or (rule.budget_arg and rule.budget_arg not in f.arg_names):
+            raise PartitionSetupError(f"credit.{f.name} no longer fits its EachPartition rule: update ROUTES in "
                                       "client/pgcredit/partitions.py")
-        budget = self.ident(rule.budget_arg)
+        budget = self.ident(rule.budget_arg) if rule.budget_arg else None
         self.route(f.name, f"px_partition integer, {f.identity_args}", f.result,
                    f"    RUN ON px_partition;\n    SELECT credit.{self.ident(f.name)}({self.call_args(f)});")
         # A WHILE loop: a FOR loop's variable would not be visible to the exception handler.
         body = (f"    WHILE px_partition < {self.count} LOOP\n"
                 f"        px_done := px_done + credit_route.{self.ident(f.name)}(px_partition, "
                 + ", ".join(f"{budget} - px_done" if a == rule.budget_arg else self.ident(a) for a in f.arg_names)
-                + f");\n        EXIT WHEN px_done >= {budget};\n        px_partition := px_partition + 1;\n"
+                + ");\n" + (f"        EXIT WHEN px_done >= {budget};\n" if budget else "")
+                + "        px_partition := px_partition + 1;\n"
                 "    END LOOP;\n    RETURN px_done;")
         self.wrapper(f.name, f.args, f.identity_args, f.result, body, "px_partition", f.grantees,
                      declare=f"    px_partition integer := 0;\n    px_done {f.result} := 0;\n",
-                     comment=f"Each partition in turn gets what is left of {rule.budget_arg}.")
+                     comment=(f"Each partition in turn gets what is left of {rule.budget_arg}." if budget
+                              else "Runs on each partition in turn; returns the sum."))
 
     def batch(self, f: Function) -> None:
         """The items are split by their line's partition and sent to every
@@ -380,14 +407,38 @@ class _Writer:
                      "NULL", v.grantees, comment=f"The rows of credit.{v.name} on every partition.")
         if rule.aggregate:
             select = ", ".join(
-                self.ident(n) if n in rule.group_by else f"{_aggregate_for(n, t)}({self.ident(n)})::{t} AS {self.ident(n)}"
+                self.ident(n) if n in rule.group_by
+                else f"{_aggregate_for(v.name, rule, n, t)}({self.ident(n)})::{t} AS {self.ident(n)}"
                 for n, t in v.columns)
             group = " GROUP BY " + ", ".join(self.ident(g) for g in rule.group_by) if rule.group_by else ""
-            query = f"SELECT {select} FROM credit.{self.ident(fn)}(){group}"
+            having = f" HAVING count(*) = {self.count}" if rule.every_partition else ""
+            query = f"SELECT {select} FROM credit.{self.ident(fn)}(){group}{having}"
         else:
             query = f"SELECT * FROM credit.{self.ident(fn)}()"
+        # A view checks the functions it calls against its reader: the merge aggregates too.
+        aggregates = {a for _, a in rule.merge if a.startswith("credit.")} if rule.aggregate else set()
         self.out.append(f"CREATE VIEW credit.{self.ident(v.name)} AS {query};"
-                        + "".join(f"\nGRANT SELECT ON credit.{self.ident(v.name)} TO {g};" for g in v.grantees))
+                        + "".join(f"\nGRANT SELECT ON credit.{self.ident(v.name)} TO {g};" for g in v.grantees)
+                        + "".join(f"\nGRANT EXECUTE ON FUNCTION {a}(jsonb) TO {g};"
+                                  for a in sorted(aggregates) for g in v.grantees))
+
+    def roles(self) -> str:
+        """The roles the partitions grant to, created where missing (as a
+        single server's migrations do), and their USAGE on the schema."""
+        c = self.catalog
+        names = sorted({g for f in c.functions for g in f.grantees} | {g for v in c.views for g in v.grantees}
+                       | set(c.schema_usage))
+        out = []
+        for name in names:
+            if name == "PUBLIC":
+                raise PartitionSetupError("a partition grants something in schema credit to PUBLIC; "
+                                          "the proxy will not")
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+                raise PartitionSetupError(f"the proxy cannot recreate role {name}: use a lower-case name")
+            out.append(f"DO $role$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{name}') "
+                       f"THEN CREATE ROLE {name} NOLOGIN; END IF; END $role$;")
+        out += [f"GRANT USAGE ON SCHEMA credit TO {g};" for g in c.schema_usage]
+        return "\n".join(out)
 
     def script(self) -> str:
         known = {name for name, _ in self.catalog.types}
@@ -401,7 +452,7 @@ class _Writer:
             names = f.arg_names[:2]
             if f.name in ROUTES:
                 rule = ROUTES[f.name]
-                self.on_all(f, rule) if isinstance(rule, OnAll) else self.sweep(f, rule)
+                self.on_all(f, rule) if isinstance(rule, OnAll) else self.each_partition(f, rule)
             elif names == ("wholesaler_id", "retailer_id") and f.arg_types[:2] == ("text", "text"):
                 self.by_line(f)
             elif _is_batch(f):
@@ -416,7 +467,8 @@ class _Writer:
                 raise PartitionSetupError(f"view credit.{v.name} has no rule for merging it across partitions: "
                                           "add it to VIEWS in client/pgcredit/partitions.py")
             self.view(v, VIEWS[v.name])
-        return "SET ROLE credit_owner;\n\n" + "\n\n".join(self.out) + "\n\nRESET ROLE;\n"
+        return (self.roles() + "\n\nSET ROLE credit_owner;\n\n" + "\n\n".join(self.out)
+                + "\n\nRESET ROLE;\n")
 
 
 def _require_portable(where: str, type_: str, composites: set[str]) -> None:
@@ -431,10 +483,13 @@ def _is_batch(f: Function) -> bool:
     return f.arg_names[:2] == ("wholesaler_ids", "retailer_ids") and f.arg_types[:2] == ("text[]", "text[]")
 
 
-def batch_checks(catalog: Catalog) -> list[str]:
-    """The check functions of the batch functions that have one."""
-    return [f"credit._{f.name}_check({f.identity_args})" for f in catalog.functions
-            if _is_batch(f) and f"_{f.name}_check({f.identity_args})" in catalog.private]
+def login_grants(catalog: Catalog) -> list[str]:
+    """The partition functions the proxy's login needs EXECUTE on beyond its
+    roles': the batches' check functions, and routed functions granted to no
+    role (on the proxy, as on a partition, only their owner may call them)."""
+    checks = [f"credit._{f.name}_check({f.identity_args})" for f in catalog.functions
+              if _is_batch(f) and f"_{f.name}_check({f.identity_args})" in catalog.private]
+    return checks + [f"credit.{f.name}({f.identity_args})" for f in catalog.functions if not f.grantees]
 
 
 def generate_layer(catalog: Catalog, count: int) -> str:
@@ -625,11 +680,12 @@ def migrate_partitions(proxy_dsn: str, partition_dsns: list[str], root: Path | N
         if catalog != catalogs[0]:
             raise PartitionSetupError(f"partition {i}'s API differs from partition 0's after migrating both: "
                                       "are they running the same pgcredit version?")
-    # The proxy validates a batch by calling its check function on a partition
-    # as the proxy's login, which (unlike the API) is not granted to credit_app.
+    # What the proxy's login must call beyond credit_app's and credit_auditor's
+    # grants: the batches' check functions, and functions kept for their owner
+    # (record_reconcile), which on the proxy only credit_owner may call.
     for dsn in partition_dsns:
         with psycopg.connect(dsn) as conn:
-            for check in batch_checks(catalogs[0]):
+            for check in login_grants(catalogs[0]):
                 conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
                     sql.SQL(check), sql.Identifier(LOGIN)))
     if len(fingerprints) != 1:
@@ -674,7 +730,8 @@ def _drop_layer(conn: psycopg.Connection) -> None:
     functions = conn.execute("""
         SELECT p.oid::regprocedure::text FROM pg_proc p
          WHERE p.pronamespace IN ('credit'::regnamespace, 'credit_route'::regnamespace)
-           AND p.proname NOT IN ('_partition_error', '_line_hash', '_line_hash_fingerprint')""").fetchall()
+           AND p.proname NOT IN ('_partition_error', '_line_hash', '_line_hash_fingerprint',
+                                 '_jsonb_counts_add', '_jsonb_counts_sum')""").fetchall()
     types = conn.execute("SELECT t.oid::regtype::text FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid "
                          "WHERE t.typnamespace = 'credit'::regnamespace AND c.relkind = 'c'").fetchall()
     for kind, rows in (("VIEW", views), ("FUNCTION", functions), ("TYPE", types)):

@@ -9,4 +9,4 @@ LANGUAGE sql STABLE AS $$
 $$;
 REVOKE ALL ON FUNCTION credit._active_limit(numeric, numeric, timestamptz) FROM PUBLIC;
 -- The views inline it, and a view checks function privileges against its reader.
-GRANT EXECUTE ON FUNCTION credit._active_limit(numeric, numeric, timestamptz) TO credit_auditor;
+GRANT EXECUTE ON FUNCTION credit._active_limit(numeric, numeric, timestamptz) TO credit_auditor, credit_monitor;

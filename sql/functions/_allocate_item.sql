@@ -20,8 +20,6 @@ BEGIN
     IF v_used < amount THEN
         INSERT INTO credit.open_item (line_id, due_date, entry_id, unpaid)
         VALUES (line_id, due_date, entry_id, amount - v_used);
-    END IF;
-    IF v_used < amount THEN
         -- An unpaid item may bring the line's overdue policy closer: see _arrears_from.
         UPDATE credit.line l
            SET unapplied = l.unapplied - v_used,

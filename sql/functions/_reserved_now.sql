@@ -13,4 +13,4 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
         ELSE 0 END
 $$;
 REVOKE ALL ON FUNCTION credit._reserved_now(credit.line) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION credit._reserved_now(credit.line) TO credit_auditor;
+GRANT EXECUTE ON FUNCTION credit._reserved_now(credit.line) TO credit_auditor, credit_monitor;

@@ -104,4 +104,19 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit._partition_error(text, text, text, text, integer, integer) FROM PUBLIC;
 
+-- Merges the {check_name: count} objects of the partitions' last reconcile
+-- runs (monitor_reconcile on the proxy): counts of the same check add up.
+CREATE OR REPLACE FUNCTION credit._jsonb_counts_add(total jsonb, item jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(jsonb_object_agg(e.key, e.n), '{}')
+      FROM (SELECT x.key, sum(x.value::numeric) AS n
+              FROM (SELECT * FROM jsonb_each_text(coalesce(total, '{}'))
+                    UNION ALL SELECT * FROM jsonb_each_text(coalesce(item, '{}'))) x
+             GROUP BY x.key) e
+$$;
+REVOKE ALL ON FUNCTION credit._jsonb_counts_add(jsonb, jsonb) FROM PUBLIC;
+CREATE OR REPLACE AGGREGATE credit._jsonb_counts_sum(jsonb) (
+    SFUNC = credit._jsonb_counts_add, STYPE = jsonb, INITCOND = '{}');
+REVOKE ALL ON FUNCTION credit._jsonb_counts_sum(jsonb) FROM PUBLIC;
+
 RESET ROLE;
