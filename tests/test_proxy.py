@@ -589,3 +589,12 @@ def test_monitoring_views_add_up_every_partition(px, parts):
     assert px.execute("SELECT credit.record_reconcile() AS n").fetchone()["n"] == 1
     run = px.execute("SELECT * FROM credit.monitor_reconcile").fetchone()
     assert (run["findings"], run["findings_by_check"]) == (1, {"reserved_total": 1})
+
+
+def test_status_on_a_proxy(proxy, px, capsys):
+    call(px, "open_line", W, "r", 100)
+    assert main(["status", "--dsn", proxy.dsn]) == 0
+    out = capsys.readouterr().out
+    assert f"proxy in front of {PARTITIONS} partition(s): " in out and "migrations pending" not in out
+    assert "INR" in out and "not readable" not in out
+    assert px.execute("SELECT to_regclass('public._yoyo_migration') IS NULL AS clean").fetchone()["clean"]
