@@ -598,3 +598,16 @@ def test_status_on_a_proxy(proxy, px, capsys):
     assert f"proxy in front of {PARTITIONS} partition(s): " in out and "migrations pending" not in out
     assert "INR" in out and "not readable" not in out
     assert px.execute("SELECT to_regclass('public._yoyo_migration') IS NULL AS clean").fetchone()["clean"]
+
+
+def test_bench_partitions_quick_runs_and_reports(proxy_templates, tmp_path):
+    """Only that it runs and reports: speed is measured by the bench, not asserted."""
+    from test_cli import pgcredit
+
+    done = pgcredit("bench", "--partitions", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = (tmp_path / "partitions.md").read_text()
+    for row in ("| get_available | direct | 1 |", "| get_available | proxy4 | 1 |",
+                *(f"| reserve_credit | {d} | 16 |" for d in ("direct", "proxy1", "proxy2", "proxy4"))):
+        assert row in report
+    assert "| the proxy hop, reserve_credit, 1 client: p50 proxy - p50 direct |" in report
