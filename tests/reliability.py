@@ -105,12 +105,19 @@ def history_violations(acks: list[Ack]) -> list[str]:
     return found
 
 
+def lines_relation(conn: psycopg.Connection) -> str:
+    """Where the lines' figures are read: the table on a single server; through
+    a proxy, which has no tables, line_summary (rows from every partition)."""
+    on_server = conn.cursor(row_factory=tuple_row).execute("SELECT to_regclass('credit.line') IS NOT NULL").fetchone()[0]
+    return "credit.line" if on_server else "credit.line_summary"
+
+
 def database_violations(conn: psycopg.Connection, acks: list[Ack]) -> list[str]:
     found = []
     expected = model(acks)
     cur = conn.cursor(row_factory=tuple_row)
-    for row in cur.execute("SELECT retailer_id, reserved, outstanding FROM credit.line WHERE wholesaler_id = %s",
-                            [W]):
+    for row in cur.execute(f"SELECT retailer_id, reserved, outstanding FROM {lines_relation(conn)} "
+                           "WHERE wholesaler_id = %s", [W]):
         want = expected.get(row[0], (D(0), D(0)))
         if (row[1], row[2]) != want:
             found.append(f"line {row[0]}: reserved/outstanding {row[1]}/{row[2]}, history implies {want[0]}/{want[1]}")
@@ -134,8 +141,9 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
+            relation = lines_relation(conn)
             while not self.stop.is_set():
-                rows = conn.execute("SELECT retailer_id, reserved + outstanding, credit_limit FROM credit.line "
+                rows = conn.execute(f"SELECT retailer_id, reserved + outstanding, credit_limit FROM {relation} "
                                     "WHERE wholesaler_id = %s", [W]).fetchall()
                 self.history.count("samples")
                 for line, exposure, limit in rows:
@@ -174,10 +182,12 @@ class Pools:
             items.append(item)
 
 
-def contention(dsn: str, workers: int, ops: int, seed: int = 1) -> History:
-    """T1: `workers` threads x `ops` mixed operations on 1 hot and 4 cold lines."""
+def contention(dsn: str, workers: int, ops: int, seed: int = 1, hot: str = HOT,
+               cold: list[str] = COLD) -> History:
+    """T1: `workers` threads x `ops` mixed operations on 1 hot and 4 cold lines
+    (other names place them elsewhere: on every partition of a proxy)."""
     history, pools = History(), Pools()
-    open_lines(dsn, LIMITS)
+    open_lines(dsn, {hot: LIMITS[HOT], **{c: LIMITS[COLD[0]] for c in cold}})
     pairs = [threading.Barrier(2) for _ in range(workers // 2)]
     sampler = Sampler(dsn, history)
     sampler.start()
@@ -187,7 +197,7 @@ def contention(dsn: str, workers: int, ops: int, seed: int = 1) -> History:
         client = CreditClient(dsn)
         for k in range(ops):
             op = rng.choices(OPS, WEIGHTS)[0]
-            line = HOT if rng.random() < 0.5 else rng.choice(COLD)
+            line = hot if rng.random() < 0.5 else rng.choice(cold)
             try:
                 step(client, history, pools, rng, op, line, w, k, pairs)
             except CreditError as exc:
@@ -198,7 +208,7 @@ def contention(dsn: str, workers: int, ops: int, seed: int = 1) -> History:
         if op == "pair" and w // 2 < len(pairs):
             # Both workers of a pair send the same reservation at the same moment.
             shared = random.Random(f"{seed}-{w // 2}-{k}")
-            line, ref, amount = shared.choice([HOT, *COLD]), f"pair{w // 2}-{k}", D(shared.randrange(100, 2000))
+            line, ref, amount = shared.choice([hot, *cold]), f"pair{w // 2}-{k}", D(shared.randrange(100, 2000))
             try:
                 pairs[w // 2].wait(timeout=5)
             except threading.BrokenBarrierError:

@@ -130,6 +130,7 @@ def _hold_line_lock(dsn, seconds):
     return t
 
 
+@pytest.mark.direct_only("locks the line's row from a second connection to the database, which on the proxy holds no tables; the lock bound through the proxy is in test_proxy.py")
 def test_lock_wait_is_bounded_and_retried_then_busy(cluster, dbname, client):
     client.open_line(W, R, 100)
     short = CreditClient(cluster.dsn(dbname, options="-c credit.lock_timeout=100ms"), retry=FAST)
@@ -144,6 +145,7 @@ def test_lock_wait_is_bounded_and_retried_then_busy(cluster, dbname, client):
     assert client.get_available(W, R).reserved == 0
 
 
+@pytest.mark.direct_only("locks the line's row from a second connection to the database, which on the proxy holds no tables; the lock bound through the proxy is in test_proxy.py")
 def test_retry_succeeds_once_the_lock_is_free(cluster, dbname, client):
     client.open_line(W, R, 100)
     patient = CreditClient(cluster.dsn(dbname, options="-c credit.lock_timeout=100ms"),
@@ -155,6 +157,7 @@ def test_retry_succeeds_once_the_lock_is_free(cluster, dbname, client):
     assert client.get_available(W, R).reserved == D(7)
 
 
+@pytest.mark.direct_only("locks the line's row from a second connection to the database, which on the proxy holds no tables; the lock bound through the proxy is in test_proxy.py")
 def test_sql_lock_bound_default_and_session_setting_restored(dsn, conn):
     conn.execute("SELECT credit.open_line('w', 'r', 100)")
     holder = _hold_line_lock(dsn, 3)
@@ -181,6 +184,7 @@ def test_lost_connection_is_retried_with_the_same_key(client, conn):
     assert conn.execute("SELECT count(*) FROM credit.reservation").fetchone()["count"] == 1
 
 
+@pytest.mark.direct_only("through the proxy each call commits on its partition by itself: it cannot join the caller's transaction (PARTITIONING.md)")
 def test_inside_the_callers_transaction_the_call_joins_it_and_is_not_retried(cluster, dbname):
     with psycopg.connect(cluster.dsn(dbname, options="-c credit.lock_timeout=100ms")) as c:
         client = CreditClient(c, retry=FAST)

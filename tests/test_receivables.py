@@ -328,6 +328,8 @@ def test_reconcile_proves_the_allocation(book):
         {"allocation_identity", "open_item"}
 
 
+@pytest.mark.direct_only("expects the app role to be refused a table, and a proxy has no tables; "
+                         "test_proxy.py checks the app role's calls and privileges on the proxy")
 def test_the_app_role_shows_a_retailer_everything_without_table_privileges(cluster, dbname, book):
     conn, today = book
     call(conn, "record_payment", W, R, "p", 100)

@@ -115,6 +115,7 @@ def test_can_reserve_answers_without_writing(line):
 
 # -- reserve_credit -----------------------------------------------------------
 
+@pytest.mark.direct_only('reads the refusal log of two lines, which the proxy places on different partitions')
 def test_reserve_exact_fit_then_refusal_logged(line):
     ok = call(line, "reserve_credit", W, R, "o1", D("100000.00"))
     assert (ok["code"], ok["status"], ok["available"], ok["shortfall"]) == ("ok", "active", D(0), D(0))

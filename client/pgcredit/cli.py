@@ -28,6 +28,12 @@ def _dsn(args: argparse.Namespace) -> str:
 
 
 def cmd_migrate(args) -> int:
+    if args.partitions:
+        from .partitions import migrate_partitions
+
+        dsns = [d.strip() for d in args.partitions.split(",") if d.strip()]
+        migrate_partitions(_dsn(args), dsns, progress=print)
+        return 0
     report = migrate(_dsn(args))
     for mid in report.applied:
         print(f"applied {mid}")
@@ -146,6 +152,11 @@ def cmd_bench(args) -> int:
     if args.compare_sql:
         run_ab(args.out, args.compare_sql, quick=args.quick)
         return 0
+    if args.partitions:
+        from .bench_partitions import run_partitions
+
+        run_partitions(args.out, quick=args.quick)
+        return 0
     run(args.out, quick=args.quick)  # reports targets; a noisy ratio is not a failure
     return 0
 
@@ -168,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pgcredit", parents=[common],
                                      description="Trade credit for B2B ordering, enforced inside PostgreSQL.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", parents=[common], help="apply migrations and reload every function"
-                   ).set_defaults(func=cmd_migrate)
+    mig = sub.add_parser("migrate", parents=[common], help="apply migrations and reload every function")
+    mig.add_argument("--partitions", metavar="DSN1,DSN2,...", default=None,
+                     help="a partitioned deployment (PARTITIONING.md): migrate these partition databases "
+                          "(a power of two of them, key=value DSNs without commas, or URIs) and set up "
+                          "--dsn as their PL/Proxy proxy")
+    mig.set_defaults(func=cmd_migrate)
     sub.add_parser("demo", parents=[common], help="play the spec's scenarios and a 32-way race "
                    "(on a throwaway server when no DSN is given)").set_defaults(func=cmd_demo)
     status = sub.add_parser("status", parents=[common], help="one screen for operators: server, migrations, "
@@ -198,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--compare-sql", type=Path, metavar="SQL_DIR", default=None,
                        help="A/B instead: reserve_credit on a database built from SQL_DIR (e.g. an earlier "
                             "release: git archive REV sql | tar -x -C DIR) against this one, interleaved")
+    bench.add_argument("--partitions", action="store_true",
+                       help="instead: the PL/Proxy hop's cost per call and throughput with 1, 2 and 4 partitions "
+                            "against a single server (OUT/partitions.md; PARTITIONING.md)")
     bench.set_defaults(func=cmd_bench)
     sub.add_parser("stop", help="stop the per-user embedded server").set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)

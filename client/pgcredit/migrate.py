@@ -80,9 +80,22 @@ def require_utf8(conninfo: str) -> None:
             f"CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0 (and a UTF-8 locale), then migrate.")
 
 
+class IsAProxy(RuntimeError):
+    """The database is a partitioned deployment's proxy: the single-server
+    schema would replace its routing functions with local ones."""
+
+
+def refuse_proxy(conninfo: str) -> None:
+    with psycopg.connect(conninfo) as conn:
+        if conn.execute("SELECT to_regnamespace('credit_route') IS NOT NULL").fetchone()[0]:
+            raise IsAProxy("this database is a pgcredit proxy (PARTITIONING.md): migrate it with "
+                           "`pgcredit migrate --dsn PROXY_DSN --partitions DSN1,DSN2,...`")
+
+
 def migrate(conninfo: str, root: Path | None = None) -> MigrateReport:
     """Applies pending migrations, then (re)loads every function file."""
     require_utf8(conninfo)
+    refuse_proxy(conninfo)
     root = root or sql_dir()
     backend = _backend(conninfo)
     try:

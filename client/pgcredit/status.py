@@ -117,12 +117,20 @@ def render(conn: psycopg.Connection, dsn: str) -> tuple[str, int]:
     at = info["at"].astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     out = [f"pgcredit status of {conn.info.dbname} at {at}",
            f"server:    PostgreSQL {info['version']}, up {_age(info['up'].total_seconds())}"]
-    try:
-        todo = pending(dsn)
-        out.append(f"migrations pending: {', '.join(todo) if todo else 'none'}")
-    except psycopg.Error as exc:  # e.g. the monitoring role may not read yoyo's tables
-        out.append(f"migrations pending: unknown ({conn.info.user}: {exc.diag.message_primary or exc})")
-    if conn.execute("SELECT to_regclass('credit.line') IS NULL AS missing").fetchone()["missing"]:
+    proxy = conn.execute("SELECT to_regclass('credit_route.partition_config') IS NOT NULL AS p").fetchone()["p"]
+    if proxy:  # a partitioned deployment's proxy (PARTITIONING.md): the figures below add up every partition
+        try:
+            places = conn.execute("SELECT partitions FROM credit_route.partition_config").fetchone()["partitions"]
+            out.append(f"proxy in front of {len(places)} partition(s): " + "; ".join(places))
+        except psycopg.errors.InsufficientPrivilege:
+            out.append("proxy in front of partitions (the list is readable by credit_owner)")
+    else:
+        try:
+            todo = pending(dsn)
+            out.append(f"migrations pending: {', '.join(todo) if todo else 'none'}")
+        except psycopg.Error as exc:  # e.g. the monitoring role may not read yoyo's tables
+            out.append(f"migrations pending: unknown ({conn.info.user}: {exc.diag.message_primary or exc})")
+    if not proxy and conn.execute("SELECT to_regclass('credit.line') IS NULL AS missing").fetchone()["missing"]:
         out.append("schema credit is not installed: run `pgcredit migrate`")
         return "\n".join(out) + "\n", 1
     out += [""]
