@@ -410,3 +410,11 @@ def test_the_worked_example_in_receivables_md(conn):
     call(conn, "convert_to_debit", W, R, "C", None, day(30))
     assert open_items(conn) == [(day(30), D(90))]
     assert call(conn, "get_available", W, R)["outstanding"] == D(90)
+
+
+def test_open_line_replay_reports_the_limit_in_force(conn):
+    call(conn, "open_line", W, R, 100)
+    until = conn.execute("SELECT now() + interval '1 hour' AS t").fetchone()["t"]
+    call(conn, "set_credit_limit", W, R, 0, "freeze", until)
+    row = call(conn, "open_line", W, R, 100)  # the same terms: a replay
+    assert (row["code"], row["replayed"], row["credit_limit"], row["available"]) == ("ok", True, D(0), D(0))

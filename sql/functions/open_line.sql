@@ -12,6 +12,7 @@ DECLARE
     v_limit numeric;
     l credit.line;
     v_reserved numeric;
+    v_limit_now numeric;
     v_same boolean;
 BEGIN
     PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
@@ -42,10 +43,12 @@ BEGIN
     SELECT * INTO l FROM credit.line x
      WHERE x.wholesaler_id = open_line.wholesaler_id AND x.retailer_id = open_line.retailer_id;
     v_reserved := credit._reserved_now(l);
+    -- Terms compare with the permanent limit; figures use the limit in force.
+    v_limit_now := credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until);
     v_same := l.credit_limit = v_limit AND l.currency = open_line.currency
               AND l.payment_terms_days = open_line.payment_terms_days;
     RETURN (CASE WHEN v_same THEN 'ok' ELSE 'exists_with_different_terms' END,
-            l.id, l.credit_limit, v_reserved, l.outstanding, l.credit_limit - v_reserved - l.outstanding,
+            l.id, v_limit_now, v_reserved, l.outstanding, v_limit_now - v_reserved - l.outstanding,
             l.status, v_same)::credit.open_line_result;
 END
 $$;
