@@ -14,10 +14,12 @@ SELECT l.id AS line_id, l.wholesaler_id, l.retailer_id, l.status, l.currency,
             THEN round(100 * (v.reserved + l.outstanding) / c.credit_limit, 2) END AS utilization_pct,
        h.active_holds,
        now() - h.oldest AS oldest_active_hold_age,
-       round(credit._past_due(l.id), 2) AS overdue_amount
+       round(p.past_due, 2) AS overdue_amount
   FROM credit.line l
  CROSS JOIN LATERAL (SELECT credit._reserved_now(l) AS reserved) v
  CROSS JOIN LATERAL (SELECT credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until) AS credit_limit) c
+ CROSS JOIN LATERAL (SELECT coalesce(sum(o.unpaid), 0.00) AS past_due FROM credit.open_item o
+                      WHERE o.line_id = l.id AND o.due_date < current_date) p
  CROSS JOIN LATERAL (SELECT count(*) AS active_holds, min(r.created_at) AS oldest
                        FROM credit.reservation r
                       WHERE r.line_id = l.id AND r.status = 'active'

@@ -20,10 +20,12 @@ BEGIN
     RETURN QUERY
     SELECT l.retailer_id, l.id, l.status::text, l.currency, round(v.credit_limit, 2), round(v.reserved, 2),
            round(l.outstanding, 2), round(v.credit_limit - v.reserved - l.outstanding, 2),
-           round(credit._past_due(l.id), 2)
+           round(p.past_due, 2)
       FROM credit.line l,
            LATERAL (SELECT credit._reserved_now(l) AS reserved,
-                           credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until) AS credit_limit) v
+                           credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until) AS credit_limit) v,
+           LATERAL (SELECT coalesce(sum(o.unpaid), 0.00) AS past_due FROM credit.open_item o
+                     WHERE o.line_id = l.id AND o.due_date < current_date) p
      WHERE l.wholesaler_id = list_lines.wholesaler_id AND l.retailer_id > coalesce(after_retailer_id, '')
      ORDER BY l.retailer_id
      LIMIT max_rows;
