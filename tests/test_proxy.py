@@ -272,9 +272,9 @@ def test_expire_reservations_bounds_the_whole_sweep(px):
     for retailers in retailers_by_partition(px, per=1):
         r = retailers[0]
         call(px, "open_line", W, r, 1000)
-        for k in range(2):
-            call(px, "reserve_credit", W, r, f"e{k}", 1, dt.timedelta(milliseconds=20))
-    time.sleep(0.1)
+        for k in range(2):  # the second call would sweep the first hold if it had expired already
+            call(px, "reserve_credit", W, r, f"e{k}", 1, dt.timedelta(milliseconds=500))
+    time.sleep(0.6)
     assert px.execute("SELECT credit.expire_reservations(3) AS n").fetchone()["n"] == 3
     assert px.execute("SELECT credit.expire_reservations(1000) AS n").fetchone()["n"] == 2 * PARTITIONS - 3
     assert px.execute("SELECT credit.expire_reservations() AS n").fetchone()["n"] == 0

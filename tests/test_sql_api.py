@@ -253,10 +253,12 @@ def test_operation_on_the_line_sweeps_and_expired_refuses(line):
 
 
 def test_expire_reservations_counts_and_bounds(line):
+    # Long enough that no hold expires before the last call: a call on the line
+    # would sweep it (a loaded machine, or the proxy's hop, made 20 ms too short).
     for i in range(5):
-        call(line, "reserve_credit", W, R, f"e{i}", 10, dt.timedelta(milliseconds=20))
+        call(line, "reserve_credit", W, R, f"e{i}", 10, dt.timedelta(milliseconds=500))
     call(line, "reserve_credit", W, R, "stay", 10, dt.timedelta(hours=1))
-    time.sleep(0.1)
+    time.sleep(0.6)
     assert line.execute("SELECT credit.expire_reservations(2) AS n").fetchone()["n"] == 2
     assert line.execute("SELECT credit.expire_reservations() AS n").fetchone()["n"] == 3
     assert line.execute("SELECT credit.expire_reservations() AS n").fetchone()["n"] == 0
