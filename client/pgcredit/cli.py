@@ -89,7 +89,7 @@ def cmd_expire(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run
 
-    run(args.out, quick=args.quick)  # reports targets; a noisy ratio is not a failure
+    run(args.out, quick=args.quick, only=args.only)  # reports targets; a noisy ratio is not a failure
     return 0
 
 
@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                                          "UPDATE and the source design; writes OUT/bench.md and OUT/bench.png")
     bench.add_argument("--quick", action="store_true", help="seconds instead of minutes; figures not comparable")
     bench.add_argument("--out", type=Path, default=Path("bench-results"))
+    bench.add_argument("--only", metavar="PATTERNS", help="comma-separated workload names or fnmatch patterns "
+                                                          "(e.g. 'bare_hot,reserve_hot'): a shorter look")
     bench.set_defaults(func=cmd_bench)
     sub.add_parser("stop", help="stop the per-user embedded server").set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)
