@@ -167,6 +167,7 @@ class Bench:
         self.rounds: dict[tuple[str, int, str], list[tuple[float, list[float]]]] = {}
         self.step = 0
         self.total = 0  # runs planned, for the progress lines
+        self.checkpoint = True  # a CHECKPOINT before each run: none lands inside it
         self.use("tuned", server.conninfo("bench"), "prepared")
 
     def use(self, config: str, dsn: str, protocol: str) -> None:
@@ -184,8 +185,9 @@ class Bench:
         seconds = seconds or self.seconds
         self.step += 1
         self._say(f"[{self.step}/{self.total}] {name}, {clients} client(s), {self.config}, {seconds} s ...")
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("CHECKPOINT")
+        if self.checkpoint:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute("CHECKPOINT")
         path = self.work / f"{name}.sql"
         path.write_text(script)
         logs = self.work / f"log-{self.step}"
