@@ -272,9 +272,7 @@ def lock_in_array_order(conn) -> None:
 
     conn.execute(patched("reserve_credit_batch.sql", "ORDER BY x.id\n           FOR NO KEY UPDATE",
                          "ORDER BY array_position(v_lines, x.id)\n           FOR NO KEY UPDATE"))
-    conn.execute(patched("_lock_lines.sql", "ORDER BY x.id",
-                         "ORDER BY array_position(array(SELECT u.w || '/' || u.r FROM unnest(wholesaler_ids,"
-                         " retailer_ids) AS u(w, r)), x.wholesaler_id || '/' || x.retailer_id)"))
+    conn.execute(patched("_lock_lines.sql", "ORDER BY x.id", "ORDER BY array_position(line_ids, x.id)"))
     conn.execute("RESET ROLE")
 
 

@@ -27,7 +27,7 @@ BEGIN
         PERFORM credit._apply_lock_timeout();
     END IF;
     PERFORM credit._check_batch(wholesaler_ids, retailer_ids, order_refs, 'order_refs', amounts, true);
-    PERFORM credit._lock_lines(wholesaler_ids, retailer_ids);
+    PERFORM credit._lock_lines(credit._line_ids(wholesaler_ids, retailer_ids));
     FOR v_i, v_w, v_r, v_o, v_a IN
         SELECT t.i::integer, t.w, t.r, t.o, t.a
           FROM unnest(wholesaler_ids, retailer_ids, order_refs, amounts) WITH ORDINALITY AS t(w, r, o, a, i)

@@ -58,17 +58,17 @@ BEGIN
     END IF;
     v_expires_at := now() + expires_in;
 
+    v_lines := credit._line_ids(wholesaler_ids, retailer_ids);
     WITH t AS MATERIALIZED (
-        SELECT u.i, x.id AS line_id, u.o, round(u.a, 2) AS a
-          FROM unnest(wholesaler_ids, retailer_ids, order_refs, amounts) WITH ORDINALITY AS u(w, r, o, a, i)
-          LEFT JOIN credit.line x ON x.wholesaler_id = u.w AND x.retailer_id = u.r),
+        SELECT u.i, u.line_id, u.o, round(u.a, 2) AS a
+          FROM unnest(v_lines, order_refs, amounts) WITH ORDINALITY AS u(line_id, o, a, i)),
     ins AS (
         INSERT INTO credit.reservation AS h (line_id, order_ref, amount, expires_at)
         SELECT t.line_id, t.o, t.a, v_expires_at FROM t WHERE t.line_id IS NOT NULL ORDER BY t.i
         ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING
         RETURNING h.id, h.line_id, h.order_ref)
-    SELECT array_agg(t.line_id ORDER BY t.i), array_agg(ins.id ORDER BY t.i), count(DISTINCT ins.id)::integer
-      INTO v_lines, v_ids, v_inserted
+    SELECT array_agg(ins.id ORDER BY t.i), count(DISTINCT ins.id)::integer
+      INTO v_ids, v_inserted
       FROM t LEFT JOIN ins ON ins.line_id = t.line_id AND ins.order_ref = t.o;
 
     -- Every line of the batch, locked in ascending id order (ORDER BY runs
