@@ -25,7 +25,9 @@ API = ["open_line", "set_credit_limit", "block_line", "unblock_line", "get_avail
        "reserve_credit", "release_reservation", "convert_to_debit", "record_payment", "reverse_debit",
        "adjust_balance", "expire_reservations", "reconcile", "statement",
        # v1.1: reads for applications and receivables
-       "get_reservation", "list_reservations", "list_lines", "aging", "set_overdue_policy"]
+       "get_reservation", "list_reservations", "list_lines", "aging", "set_overdue_policy",
+       # v1.1: bulk calls
+       "reserve_credit_batch", "convert_to_debit_batch", "record_payment_batch"]
 APP_USER = "test_app_login"
 AUDITOR_USER = "test_auditor_login"
 MONITOR_USER = "test_monitor_login"

@@ -196,10 +196,28 @@ class CreditMachine(RuleBasedStateMachine):
     @rule(r=RETAILERS, ref=REFS, amount=MONEY, expires=EXPIRY)
     def reserve_credit(self, r, ref, amount, expires):
         res = self.call("reserve_credit", r, ref, amount, expires)
+        if self.check_reserve(res, r, ref, amount) and expires == INSTANT:
+            time.sleep(0.003)
+            self.lines[r].holds[ref].expired = True
+
+    @rule(items=st.lists(st.tuples(RETAILERS, REFS, MONEY), min_size=1, max_size=5), expires=EXPIRY)
+    def reserve_credit_batch(self, items, expires):
+        """Each item as reserve_credit would have answered it after the items before it."""
+        res = self.client.reserve_credit_batch([(self.w, *item) for item in items], expires)
+        assert [x.item for x in res] == list(range(1, len(items) + 1))
+        made = [(r, ref) for x, (r, ref, amount) in zip(res, items) if self.check_reserve(x, r, ref, amount)]
+        if made and expires == INSTANT:  # in force for the whole call: the batch is one transaction
+            time.sleep(0.003)
+            for r, ref in made:
+                self.lines[r].holds[ref].expired = True
+
+    def check_reserve(self, res, r, ref, amount) -> bool:
+        """Checks one reservation's result against the model and applies it;
+        True when it made a new hold."""
         line = self.locked(r)
         if line is None:
             assert res.code == "line_not_found"
-            return
+            return False
         hold = line.holds.get(ref)
         if hold is not None:  # a replay, whatever else has changed
             if hold.amount == amount:
@@ -217,9 +235,8 @@ class CreditMachine(RuleBasedStateMachine):
         else:
             assert (res.code, res.replayed, res.available) == ("ok", False, line.available - amount)
             line.holds[ref] = Hold(amount)
-            if expires == INSTANT:
-                time.sleep(0.003)
-                line.holds[ref].expired = True
+            return True
+        return False
 
     @rule(r=RETAILERS, ref=REFS)
     def release_reservation(self, r, ref):
@@ -243,6 +260,16 @@ class CreditMachine(RuleBasedStateMachine):
     def convert_to_debit(self, r, ref, amount, due_in):
         due = None if due_in is None else self.today + timedelta(days=due_in)
         res = self.call("convert_to_debit", r, ref, amount, due)
+        self.check_convert(res, r, ref, amount, due)
+
+    @rule(items=st.lists(st.tuples(RETAILERS, REFS, st.none() | MONEY), min_size=1, max_size=5))
+    def convert_to_debit_batch(self, items):
+        res = self.client.convert_to_debit_batch([(self.w, *item) for item in items])
+        assert [x.item for x in res] == list(range(1, len(items) + 1))
+        for x, (r, ref, amount) in zip(res, items):
+            self.check_convert(x, r, ref, amount, None)
+
+    def check_convert(self, res, r, ref, amount, due) -> None:
         line = self.locked(r)
         if line is None:
             assert res.code == "line_not_found"
@@ -285,7 +312,16 @@ class CreditMachine(RuleBasedStateMachine):
 
     @rule(r=RETAILERS, key=KEYS, amount=MONEY)
     def record_payment(self, r, key, amount):
-        res = self.call("record_payment", r, key, amount)
+        self.check_payment(self.call("record_payment", r, key, amount), r, key, amount)
+
+    @rule(items=st.lists(st.tuples(RETAILERS, KEYS, MONEY), min_size=1, max_size=5))
+    def record_payment_batch(self, items):
+        res = self.client.record_payment_batch([(self.w, *item) for item in items])
+        assert [x.item for x in res] == list(range(1, len(items) + 1))
+        for x, (r, key, amount) in zip(res, items):
+            self.check_payment(x, r, key, amount)
+
+    def check_payment(self, res, r, key, amount) -> None:
         line = self.locked(r)
         if line is None:
             assert res.code == "line_not_found"

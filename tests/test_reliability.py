@@ -13,7 +13,7 @@ from conftest import private_server
 from pgcredit import migrate
 from reliability import (
     contention, contention_report, database_violations, fault_report, fault_violations, faults,
-    history_violations, report, unlock_reserve_credit,
+    history_violations, report, unlock_reserve_credit, unlock_reserve_credit_batch,
 )
 
 
@@ -29,6 +29,20 @@ def test_t1_contention(cluster, dsn, conn, long_run):
     for op in ("reserve", "release", "convert", "payment", "reversal", "adjustment"):
         assert codes[(op, "ok")] > 0, op
     assert history.counts["samples"] > 10
+    batched = {a.ref[0] for a in history.acks if a.result.code == "ok"}
+    assert {"b", "q"} <= batched  # items of reserve and payment batches were booked
+
+
+def test_t1_checker_catches_an_unlocked_reserve_credit_batch(cluster, dsn, conn):
+    """The same checker, on a run of mostly bulk reservations, against a
+    reserve_credit_batch whose fast path checks credit without the line lock."""
+    unlock_reserve_credit_batch(conn)
+    weights = [2, 0, 12, 4, 4, 6, 0, 0, 30, 0, 2]  # reserve_batch above all, and releases to free credit
+    history = contention(dsn, workers=8, ops=20, weights=weights)
+    violations = history_violations(history.acks) + database_violations(conn, history.acks) + history.errors
+    report(contention_report(f"T1 self-check, unlocked reserve_credit_batch, pg{cluster.major} (8 x 20)",
+                             history, violations))
+    assert history.counts["sampled_overspend"] > 0 and violations
 
 
 def test_t1_checker_catches_an_unlocked_reserve_credit(cluster, dsn, conn):

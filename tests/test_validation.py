@@ -108,6 +108,14 @@ BAD = [
     ("aging", ("infinity",), "as_of"),
     ("aging", (dt.date(2030, 1, 1), "x" * 201), "wholesaler_id"),
     ("aging", (dt.date(2030, 1, 1), W, "\x01"), "retailer_id"),
+    # v1.1 bulk calls: the element is named (test_batch.py has every array argument)
+    ("reserve_credit_batch", ([W], [R], ["o"], [0]), "amounts[1]"),
+    ("reserve_credit_batch", ([W, W], [R, R], ["o", None], [1, 1]), "order_refs[2]"),
+    ("reserve_credit_batch", ([W], [R, R], ["o"], [1]), "retailer_ids"),
+    ("convert_to_debit_batch", ([W, W], [R, ""], ["o", "o2"], None), "retailer_ids[2]"),
+    ("convert_to_debit_batch", ([W], [R], ["o"], [D("5.555")]), "amounts[1]"),
+    ("record_payment_batch", ([], [], [], []), "wholesaler_ids"),
+    ("record_payment_batch", ([W], [R], ["p"], [NAN]), "amounts[1]"),
 ]
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from .errors import (
 )
 from .migrate import migrate
 from .results import (
-    AgingRow, AvailableResult, CanReserveResult, ConvertResult, EntryResult, Finding, LimitResult,
-    LineRow, OpenLineResult, OverduePolicyResult, ReleaseResult, ReservationInfo, ReservationRow,
-    ReserveResult, StatementLine, StatusResult,
+    AgingRow, AvailableResult, CanReserveResult, ConvertBatchItem, ConvertResult, EntryResult, Finding,
+    LimitResult, LineRow, OpenLineResult, OverduePolicyResult, PaymentBatchItem, ReleaseResult,
+    ReservationInfo, ReservationRow, ReserveBatchItem, ReserveResult, StatementLine, StatusResult,
 )
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "AgingRow", "AvailableResult", "CanReserveResult", "ConvertResult", "EntryResult", "Finding",
     "LimitResult", "LineRow", "OpenLineResult", "OverduePolicyResult", "ReleaseResult", "ReservationInfo",
     "ReservationRow", "ReserveResult", "StatementLine", "StatusResult",
+    "ConvertBatchItem", "PaymentBatchItem", "ReserveBatchItem",
 ]

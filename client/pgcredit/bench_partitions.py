@@ -57,7 +57,8 @@ def run_partitions(out: Path, quick: bool = False) -> list[Result]:
                     client.open_line("bench", f"s{i}", Decimal(10) ** 15)
                 client.close()
                 (work / name).mkdir()
-                benches[name] = Bench(server, dsn, seconds, work / name)
+                benches[name] = Bench(server, seconds, work / name)
+                benches[name].use("tuned", dsn, "prepared")
             with psycopg.connect(server.conninfo(), autocommit=True) as conn:
                 for name in [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname ~ '^(direct|p)'")]:
                     with psycopg.connect(server.conninfo(name), autocommit=True) as db:

@@ -157,7 +157,7 @@ def cmd_bench(args) -> int:
 
         run_partitions(args.out, quick=args.quick)
         return 0
-    run(args.out, quick=args.quick)  # reports targets; a noisy ratio is not a failure
+    run(args.out, quick=args.quick, only=args.only)  # reports targets; a noisy ratio is not a failure
     return 0
 
 
@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--partitions", action="store_true",
                        help="instead: the PL/Proxy hop's cost per call and throughput with 1, 2 and 4 partitions "
                             "against a single server (OUT/partitions.md; PARTITIONING.md)")
+    bench.add_argument("--only", metavar="PATTERNS", help="comma-separated workload names or fnmatch patterns "
+                                                          "(e.g. 'bare_hot,reserve_hot'): a shorter look")
     bench.set_defaults(func=cmd_bench)
     sub.add_parser("stop", help="stop the per-user embedded server").set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)

@@ -47,6 +47,29 @@ def _money(value: Any, name: str) -> Any:
     return value
 
 
+def _columns(items: Any, fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, list]:
+    """A bulk call's items (tuples in argument order, or dicts by argument
+    name) as one list per argument, named in the plural as the SQL function
+    names its arrays. Money goes through _money, so a float is refused."""
+    columns: dict[str, list] = {f: [] for f in fields}
+    for n, item in enumerate(items, start=1):
+        if isinstance(item, dict):
+            unknown = set(item) - set(fields)
+            if unknown:
+                raise TypeError(f"item {n}: unknown field(s) {sorted(unknown)}; expected {list(fields)}")
+            values = [item[f] if f in item or f not in optional else None for f in fields]
+        else:
+            values = list(item)
+            if not len(fields) - len(optional) <= len(values) <= len(fields):
+                raise TypeError(f"item {n}: expected {list(fields)}, got {len(values)} value(s)")
+            values += [None] * (len(fields) - len(values))
+        for f, v in zip(fields, values):
+            if f == "amount" and isinstance(_money(v, f"item {n}: amount"), int):
+                v = Decimal(v)  # one array of one type: psycopg dumps a list by its first element
+            columns[f].append(v)
+    return {("amounts" if f == "amount" else f + "s"): column for f, column in columns.items()}
+
+
 def _finish(query: Query, rows: list[dict], check: bool) -> Any:
     if query.many:
         return [query.result(**row) for row in rows]
@@ -165,6 +188,30 @@ class _Api:
         return self._call("adjust_balance", check, dict(
             wholesaler_id=wholesaler_id, retailer_id=retailer_id, adjustment_ref=adjustment_ref,
             amount=_money(amount, "amount"), reason=reason))
+
+    # Bulk calls (SPEC "Bulk calls"): one round trip and one commit for many
+    # items. Items are tuples in the single call's argument order or dicts by
+    # argument name; the result is a list with one row per item, in item
+    # order, and a refusal is a row with its code, never an exception. Bad
+    # input anywhere raises InvalidInput naming the element (e.g. amounts[7])
+    # and nothing is written. A lock timeout or deadlock retries the whole
+    # call with the same keys: items already done then replay.
+
+    def reserve_credit_batch(self, items, expires_in: dt.timedelta | None = None):
+        """items: (wholesaler_id, retailer_id, order_ref, amount); expires_in applies to every hold."""
+        return self._call("reserve_credit_batch", False, dict(
+            **_columns(items, ("wholesaler_id", "retailer_id", "order_ref", "amount")), expires_in=expires_in))
+
+    def convert_to_debit_batch(self, items):
+        """items: (wholesaler_id, retailer_id, order_ref[, amount]); no amount, or None, converts the
+        whole hold. Each debit is due after its line's payment terms."""
+        return self._call("convert_to_debit_batch", False, _columns(
+            items, ("wholesaler_id", "retailer_id", "order_ref", "amount"), optional=("amount",)))
+
+    def record_payment_batch(self, items):
+        """items: (wholesaler_id, retailer_id, payment_ref, amount)."""
+        return self._call("record_payment_batch", False, _columns(
+            items, ("wholesaler_id", "retailer_id", "payment_ref", "amount")))
 
     def get_reservation(self, wholesaler_id: str, retailer_id: str, order_ref: str, *, check: bool = True):
         return self._call("get_reservation", check, dict(

@@ -91,4 +91,17 @@ QUERIES: dict[str, Query] = {
         "SELECT * FROM credit.statement(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(from_date)s::date, %(to_date)s::date)",
         r.StatementLine, many=True),
+    # Bulk calls: one array per argument, one row per item.
+    "reserve_credit_batch": Query(
+        "SELECT * FROM credit.reserve_credit_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"
+        " %(order_refs)s::text[], %(amounts)s::numeric[], %(expires_in)s::interval)",
+        r.ReserveBatchItem, many=True),
+    "convert_to_debit_batch": Query(
+        "SELECT * FROM credit.convert_to_debit_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"
+        " %(order_refs)s::text[], %(amounts)s::numeric[])",
+        r.ConvertBatchItem, many=True),
+    "record_payment_batch": Query(
+        "SELECT * FROM credit.record_payment_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"
+        " %(payment_refs)s::text[], %(amounts)s::numeric[])",
+        r.PaymentBatchItem, many=True),
 }

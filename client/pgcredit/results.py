@@ -195,3 +195,48 @@ class AgingRow:
     unapplied_credit: Decimal
     outstanding: Decimal
     oldest_unpaid_due_date: dt.date | None
+
+
+# Bulk calls: one row per item, in item order; `item` counts from 1.
+
+
+@dataclass(frozen=True)
+class ReserveBatchItem:
+    """One item of reserve_credit_batch(): what reserve_credit would have returned."""
+
+    item: int
+    code: str
+    reservation_id: int | None
+    status: str | None
+    amount: Decimal | None
+    available: Decimal | None
+    shortfall: Decimal | None
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class ConvertBatchItem:
+    """One item of convert_to_debit_batch(): what convert_to_debit would have returned."""
+
+    item: int
+    code: str
+    reservation_id: int | None
+    status: str | None
+    ledger_entry_id: int | None
+    debited_amount: Decimal | None
+    released_amount: Decimal | None
+    due_date: dt.date | None
+    available: Decimal | None
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class PaymentBatchItem:
+    """One item of record_payment_batch(): what record_payment would have returned."""
+
+    item: int
+    code: str
+    ledger_entry_id: int | None
+    outstanding: Decimal | None
+    available: Decimal | None
+    replayed: bool

@@ -1,0 +1,41 @@
+SET ROLE credit_owner;
+
+-- Many conversions in one call and one commit (SPEC "Bulk calls"): delivery
+-- confirmations. A NULL amounts array or element converts the whole hold;
+-- the due date is each line's default (conversion date + payment terms).
+--
+-- Every item is checked before anything is written, every line is locked
+-- once in ascending id order, and then each item runs through
+-- convert_to_debit itself, in array order, which finds its line locked by
+-- this transaction already: one implementation of the conversion and of the
+-- allocation rule (credit._allocate_item), so item i gets exactly what the
+-- single call would have given it after items 1..i-1.
+CREATE OR REPLACE FUNCTION credit.convert_to_debit_batch(
+    wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[] DEFAULT NULL)
+RETURNS TABLE (item integer, code text, reservation_id bigint, status text, ledger_entry_id bigint,
+               debited_amount numeric, released_amount numeric, due_date date, available numeric,
+               replayed boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+    v_i integer;
+    v_w text;
+    v_r text;
+    v_o text;
+    v_a numeric;
+BEGIN
+    IF current_setting('credit.lock_timeout', true) <> '' THEN
+        PERFORM credit._apply_lock_timeout();
+    END IF;
+    PERFORM credit._check_batch(wholesaler_ids, retailer_ids, order_refs, 'order_refs', amounts, true);
+    PERFORM credit._lock_lines(credit._line_ids(wholesaler_ids, retailer_ids));
+    FOR v_i, v_w, v_r, v_o, v_a IN
+        SELECT t.i::integer, t.w, t.r, t.o, t.a
+          FROM unnest(wholesaler_ids, retailer_ids, order_refs, amounts) WITH ORDINALITY AS t(w, r, o, a, i)
+         ORDER BY t.i
+    LOOP
+        RETURN QUERY SELECT v_i, s.* FROM credit.convert_to_debit(v_w, v_r, v_o, v_a) AS s;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION credit.convert_to_debit_batch(text[], text[], text[], numeric[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.convert_to_debit_batch(text[], text[], text[], numeric[]) TO credit_app;

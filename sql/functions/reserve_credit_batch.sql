@@ -1,0 +1,121 @@
+SET ROLE credit_owner;
+
+-- Many reservations in one call and one commit (SPEC "Bulk calls"): item i
+-- gets exactly what reserve_credit would give it if the items ran one after
+-- another in array order.
+--
+-- Fast path, the shape of reserve_credit's: every hold is written first, in
+-- item order, by one INSERT; then every line of the batch is locked at once,
+-- in ascending id order (so batches never deadlock with each other over
+-- lines); then one UPDATE per line adds its items. The lines stay locked from
+-- then to commit, so little runs in between: on a hot line, other batches
+-- write their holds meanwhile. It applies when nothing is unusual: every key
+-- is new and used once, every line exists, is active, awaits no sweep, has no
+-- item that may be past its overdue policy's grace period, and has room for
+-- all of its items. Then each item succeeds as its single call would, with
+-- the line's available falling item by item.
+--
+-- Otherwise the speculative holds are dropped and, with every line already
+-- locked in id order, the items run through reserve_credit itself, one after
+-- another: replays, refusals (and their log rows), sweeps and overdue checks
+-- come from the one implementation of those rules. The single calls find
+-- their line locked by this transaction already.
+--
+-- The one wait that writing first allows: a key that another transaction is
+-- inserting at this moment is waited for (its hold decides replay or not).
+-- Two batches inserting shared order_refs in opposite orders can deadlock
+-- there; PostgreSQL fails one (40P01) and the client retries it with the same
+-- keys, which then replay.
+CREATE OR REPLACE FUNCTION credit.reserve_credit_batch(
+    wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[],
+    expires_in interval DEFAULT NULL)
+RETURNS TABLE (item integer, code text, reservation_id bigint, status text, amount numeric,
+               available numeric, shortfall numeric, replayed boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+    v_n integer;
+    v_expires_at timestamptz;
+    v_lines bigint[];     -- per item: its line's id, NULL when there is no such line
+    v_ids bigint[];       -- per item: the speculative hold's id, NULL when not inserted
+    v_inserted integer;
+    v_clean boolean;
+    v_line_ids bigint[];  -- per locked line: id, available before the batch, the batch's total
+    v_before numeric[];
+    v_totals numeric[];
+    v_i integer;
+    v_w text;
+    v_r text;
+    v_o text;
+    v_a numeric;
+BEGIN
+    IF current_setting('credit.lock_timeout', true) <> '' THEN
+        PERFORM credit._apply_lock_timeout();
+    END IF;
+    v_n := credit._check_batch(wholesaler_ids, retailer_ids, order_refs, 'order_refs', amounts, false);
+    IF NOT (isfinite(expires_in) AND expires_in > interval '0') THEN
+        RAISE USING ERRCODE = '22023',
+            MESSAGE = format('expires_in must be a positive finite interval, got %s', expires_in);
+    END IF;
+    v_expires_at := now() + expires_in;
+
+    v_lines := credit._line_ids(wholesaler_ids, retailer_ids);
+    WITH t AS MATERIALIZED (
+        SELECT u.i, u.line_id, u.o, round(u.a, 2) AS a
+          FROM unnest(v_lines, order_refs, amounts) WITH ORDINALITY AS u(line_id, o, a, i)),
+    ins AS (
+        INSERT INTO credit.reservation AS h (line_id, order_ref, amount, expires_at)
+        SELECT t.line_id, t.o, t.a, v_expires_at FROM t WHERE t.line_id IS NOT NULL ORDER BY t.i
+        ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING
+        RETURNING h.id, h.line_id, h.order_ref)
+    SELECT array_agg(ins.id ORDER BY t.i), count(DISTINCT ins.id)::integer
+      INTO v_ids, v_inserted
+      FROM t LEFT JOIN ins ON ins.line_id = t.line_id AND ins.order_ref = t.o;
+
+    -- Every line of the batch, locked in ascending id order (ORDER BY runs
+    -- before the row locks are taken).
+    WITH locked AS MATERIALIZED (
+        SELECT x.id, x.status, x.next_expiry, x.overdue_grace_days, x.oldest_unpaid_due,
+               credit._active_limit(x.credit_limit, x.temp_limit, x.limit_valid_until)
+                   - x.reserved - x.outstanding AS available
+          FROM credit.line x WHERE x.id = ANY (v_lines)
+         ORDER BY x.id
+           FOR NO KEY UPDATE),
+    wanted AS (
+        SELECT u.line_id, sum(u.a) AS total FROM unnest(v_lines, amounts) AS u(line_id, a) GROUP BY u.line_id)
+    SELECT bool_and(l.status = 'active' AND (l.next_expiry IS NULL OR l.next_expiry > now())
+                    AND (l.overdue_grace_days IS NULL OR l.oldest_unpaid_due IS NULL
+                         OR l.oldest_unpaid_due >= current_date - l.overdue_grace_days)
+                    AND w.total <= l.available),
+           array_agg(l.id), array_agg(l.available), array_agg(w.total)
+      INTO v_clean, v_line_ids, v_before, v_totals
+      FROM locked l JOIN wanted w ON w.line_id = l.id;
+
+    IF v_inserted = v_n AND v_clean THEN
+        UPDATE credit.line x
+           SET reserved = x.reserved + u.total, next_expiry = least(x.next_expiry, v_expires_at)
+          FROM unnest(v_line_ids, v_totals) AS u(id, total)
+         WHERE x.id = u.id;
+        RETURN QUERY
+            SELECT t.i::integer, 'ok'::text, t.id, 'active'::text, round(t.a, 2),
+                   (b.avail - sum(round(t.a, 2)) OVER (PARTITION BY t.line_id ORDER BY t.i))::numeric(1000, 2),
+                   0.00, false
+              FROM unnest(v_lines, v_ids, amounts) WITH ORDINALITY AS t(line_id, id, a, i)
+              JOIN unnest(v_line_ids, v_before) AS b(line_id, avail) ON b.line_id = t.line_id
+             ORDER BY t.i;
+        RETURN;
+    END IF;
+
+    DELETE FROM credit.reservation r
+     USING unnest(v_lines, order_refs, v_ids) AS d(line_id, o, id)
+     WHERE d.id IS NOT NULL AND r.line_id = d.line_id AND r.order_ref = d.o AND r.id = d.id;
+    FOR v_i, v_w, v_r, v_o, v_a IN
+        SELECT t.i::integer, t.w, t.r, t.o, t.a
+          FROM unnest(wholesaler_ids, retailer_ids, order_refs, amounts) WITH ORDINALITY AS t(w, r, o, a, i)
+         ORDER BY t.i
+    LOOP
+        RETURN QUERY SELECT v_i, s.* FROM credit.reserve_credit(v_w, v_r, v_o, v_a, expires_in) AS s;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION credit.reserve_credit_batch(text[], text[], text[], numeric[], interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.reserve_credit_batch(text[], text[], text[], numeric[], interval) TO credit_app;
