@@ -26,7 +26,7 @@ BEGIN
     IF current_setting('credit.lock_timeout', true) <> '' THEN
         PERFORM credit._apply_lock_timeout();
     END IF;
-    PERFORM credit._check_batch(wholesaler_ids, retailer_ids, order_refs, 'order_refs', amounts, true);
+    PERFORM credit._convert_to_debit_batch_check(wholesaler_ids, retailer_ids, order_refs, amounts);
     PERFORM credit._lock_lines(credit._line_ids(wholesaler_ids, retailer_ids));
     FOR v_i, v_w, v_r, v_o, v_a IN
         SELECT t.i::integer, t.w, t.r, t.o, t.a

@@ -32,7 +32,7 @@ BEGIN
     IF current_setting('credit.lock_timeout', true) <> '' THEN
         PERFORM credit._apply_lock_timeout();
     END IF;
-    PERFORM credit._check_batch(wholesaler_ids, retailer_ids, payment_refs, 'payment_refs', amounts, false);
+    PERFORM credit._record_payment_batch_check(wholesaler_ids, retailer_ids, payment_refs, amounts);
     v_lines := credit._line_ids(wholesaler_ids, retailer_ids);
     PERFORM credit._lock_lines(v_lines);
     PERFORM credit._sweep_line(x.id, NULL) FROM credit.line x WHERE x.id = ANY (v_lines) AND x.next_expiry <= now();

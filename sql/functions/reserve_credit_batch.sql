@@ -51,11 +51,8 @@ BEGIN
     IF current_setting('credit.lock_timeout', true) <> '' THEN
         PERFORM credit._apply_lock_timeout();
     END IF;
-    v_n := credit._check_batch(wholesaler_ids, retailer_ids, order_refs, 'order_refs', amounts, false);
-    IF NOT (isfinite(expires_in) AND expires_in > interval '0') THEN
-        RAISE USING ERRCODE = '22023',
-            MESSAGE = format('expires_in must be a positive finite interval, got %s', expires_in);
-    END IF;
+    PERFORM credit._reserve_credit_batch_check(wholesaler_ids, retailer_ids, order_refs, amounts, expires_in);
+    v_n := cardinality(wholesaler_ids);
     v_expires_at := now() + expires_in;
 
     v_lines := credit._line_ids(wholesaler_ids, retailer_ids);
