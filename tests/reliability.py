@@ -280,7 +280,7 @@ def contention(dsn: str, workers: int, ops: int, seed: int = 1, hot: str = HOT,
         elif op == "payment_batch":
             items = []
             for i in range(rng.randint(2, 4)):
-                pline = HOT if rng.random() < 0.5 else rng.choice(COLD)
+                pline = hot if rng.random() < 0.5 else rng.choice(cold)
                 owed = client.get_available(W, pline).outstanding
                 if owed > 0:
                     items.append((W, pline, f"q{w}-{k}-{i}", min(owed, D(rng.randrange(100, 800)))))

@@ -514,15 +514,10 @@ def t1_lines(px) -> tuple[str, list[str]]:
     return hot, cold
 
 
-NO_PAYMENT_BATCH = [26, 6, 12, 9, 9, 14, 6, 6, 6, 3, 0]
-
-
 def test_t1_contention_through_the_proxy(cluster, proxy, px, parts, long_run):
     ops = 2000 if long_run else 150
     hot, cold = t1_lines(px)
-    # record_payment_batch through the proxy is left out for now: an item on
-    # a line of another partition came back line_not_found (open, issue #9).
-    history = contention(proxy.dsn, workers=16, ops=ops, hot=hot, cold=cold, weights=NO_PAYMENT_BATCH)
+    history = contention(proxy.dsn, workers=16, ops=ops, hot=hot, cold=cold)
     violations = history_violations(history.acks) + database_violations(px, history.acks) + history.errors
     # And behind the proxy: each partition's own reconcile, and its lines' totals against the history.
     for c in parts:
