@@ -12,7 +12,7 @@ BEGIN
     RETURN (
         WITH u AS MATERIALIZED (
             SELECT t.w, t.r, t.i FROM unnest(wholesaler_ids, retailer_ids) WITH ORDINALITY AS t(w, r, i)),
-        found AS (
+        found AS MATERIALIZED (
             SELECT d.w, d.r, x.id
               FROM (SELECT DISTINCT u.w, u.r FROM u) d
               LEFT JOIN LATERAL (SELECT l.id FROM credit.line l
