@@ -28,3 +28,16 @@ def test_sql_example(conn):
         ("insufficient_credit", Decimal("97500.00"), Decimal("1500.00"))
     assert all(r[0]["code"] == "ok" for r in results[:2] + results[3:6])
     assert results[-1] == []  # reconcile(): healthy
+
+
+def test_bulk_call_examples(dsn, conn, capsys):
+    conn.execute("SELECT credit.open_line('acme', 'corner-store', 100000)")
+    from pgcredit import CreditClient
+
+    credit = CreditClient(dsn)
+    exec(compile(block("python", "## Bulk calls"), "README.md", "exec"), {"credit": credit, "Decimal": Decimal})
+    credit.close()
+    assert capsys.readouterr().out.strip() == "[(1, 'ok'), (2, 'insufficient_credit')]"
+    rows = conn.execute(re.sub(r"--.*", "", block("sql", "## Bulk calls"))).fetchall()
+    assert [(r["item"], r["code"], r["outstanding"]) for r in rows] == \
+        [(1, "ok", Decimal("-500.00")), (2, "ok", Decimal("-900.00"))]
