@@ -63,7 +63,8 @@ def prepare(server: embedded.Server, dsn: str, preload: int) -> None:
                              [start, end])
                 conn.execute("INSERT INTO bench.hold SELECT g %% 1000, 'pre.' || g, 1 FROM generate_series(%s, %s - 1) g",
                              [start, end])
-            conn.execute("VACUUM ANALYZE")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")  # as `pgcredit bench` does before its runs
 
 
 class Sampler(threading.Thread):
@@ -145,7 +146,7 @@ def wal(args) -> None:
                     sampler = Sampler(dsn)
                     sampler.start()
                     cs0 = context_switches()
-                    res = b.pgbench(name, SCRIPTS[name], args.clients)
+                    b.pgbench(name, SCRIPTS[name], args.clients)
                     cs1 = context_switches()
                     sampler.stop.set()
                     sampler.join()
@@ -153,9 +154,10 @@ def wal(args) -> None:
                         lsn1 = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
                         records, fpi, nbytes = conn.execute(
                             "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal").fetchone()
-                    calls = res.tps * args.seconds
+                    tps = b.rounds[(name, args.clients, args.config)][-1][0]  # this round, not the median so far
+                    calls = tps * args.seconds
                     total = sum(sampler.counts.values()) or 1
-                    print(f"\n## {name} ({args.config}, {args.clients} clients): {res.tps:,.0f} tps")
+                    print(f"\n## {name} ({args.config}, {args.clients} clients): {tps:,.0f} tps")
                     print(f"per call: {records / calls:.2f} WAL records, {int(nbytes) / calls:,.0f} WAL bytes, "
                           f"{fpi / calls:.3f} full-page images, {(cs1 - cs0) / calls:.1f} context switches (machine)")
                     print("backend samples: " + ", ".join(
@@ -183,6 +185,9 @@ STATEMENTS = {
                    " AND used + 1 <= lim", "int, int", "{l}, {k}"),
     "reserve_spread": ("SELECT code FROM credit.reserve_credit('bench', 's' || {l}, '7' || '.' || {k}, 1)",
                        "SELECT code FROM credit.reserve_credit('bench', 's' || $1, '7' || '.' || $2, 1)",
+                       "int, int", "{l}, {k}"),
+    "payment_spread": ("SELECT code FROM credit.record_payment('bench', 's' || {l}, 'q7.' || {k}, 1)",
+                       "SELECT code FROM credit.record_payment('bench', 's' || $1, 'q7.' || $2, 1)",
                        "int, int", "{l}, {k}"),
     "reserve_batch_hot": (
         "SELECT count(*) FROM credit.reserve_credit_batch(array_fill('bench'::text, ARRAY[100]),"
@@ -237,7 +242,8 @@ def instructions(args) -> None:
             server.stop()
             for simple in (False, True):
                 for name in args.workloads:
-                    n = args.calls // (100 if "batch" in name else 1) or 1
+                    # A batch is 100 calls in one: 20 of them, past the plan cache's first custom plans.
+                    n = max(args.calls // 100, 20) if "batch" in name else args.calls
                     a, c = callgrind(server, work, name, n, simple), callgrind(server, work, name, 3 * n, simple)
                     print(f"{name:<20} {'simple' if simple else 'prepared':<9} "
                           f"{(c - a) / (2 * n):>12,.0f} instructions per call")

@@ -44,3 +44,15 @@ def test_order_and_receivables_screen_examples(dsn, conn, capsys):
     assert results[2][0]["code"] == "ok" and results[3][0]["retailer_id"] == "kiosk"
     assert results[4][0]["past_due"] == 0
     assert results[6][0]["code"] == results[7][0]["code"] == "ok"
+
+def test_bulk_call_examples(dsn, conn, capsys):
+    conn.execute("SELECT credit.open_line('acme', 'corner-store', 100000)")
+    from pgcredit import CreditClient
+
+    credit = CreditClient(dsn)
+    exec(compile(block("python", "## Bulk calls"), "README.md", "exec"), {"credit": credit, "Decimal": Decimal})
+    credit.close()
+    assert capsys.readouterr().out.strip() == "[(1, 'ok'), (2, 'insufficient_credit')]"
+    rows = conn.execute(re.sub(r"--.*", "", block("sql", "## Bulk calls"))).fetchall()
+    assert [(r["item"], r["code"], r["outstanding"]) for r in rows] == \
+        [(1, "ok", Decimal("-500.00")), (2, "ok", Decimal("-900.00"))]

@@ -43,12 +43,15 @@ BEGIN
         RAISE USING ERRCODE = '22023', MESSAGE = v_problem;
     END IF;
 
-    -- coalesce: bool_and skips NULLs, and _id_ok(NULL) is NULL.
-    SELECT bool_and(coalesce(credit._id_ok(t.w) AND credit._id_ok(t.r) AND credit._id_ok(t.o)
+    -- Line ids repeat in a batch (many orders of one retailer): each distinct
+    -- one is tested once. coalesce: bool_and skips NULLs, and _id_ok(NULL) is NULL.
+    SELECT bool_and(coalesce(credit._id_ok(t.o)
                              AND (t.a IS NULL AND whole_allowed OR t.a > 0 AND t.a <= 1e15 AND t.a = round(t.a, 2)),
                              false))
+           AND (SELECT bool_and(coalesce(credit._id_ok(d.v), false))
+                  FROM (SELECT DISTINCT v FROM unnest(wholesaler_ids || retailer_ids) AS v) d)
       INTO v_ok
-      FROM unnest(wholesaler_ids, retailer_ids, refs, amounts) AS t(w, r, o, a);
+      FROM unnest(refs, amounts) AS t(o, a);
     IF v_ok THEN
         RETURN v_n;
     END IF;

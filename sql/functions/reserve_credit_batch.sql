@@ -56,17 +56,25 @@ BEGIN
     v_expires_at := now() + expires_in;
 
     v_lines := credit._line_ids(wholesaler_ids, retailer_ids);
-    WITH t AS MATERIALIZED (
-        SELECT u.i, u.line_id, u.o, round(u.a, 2) AS a
-          FROM unnest(v_lines, order_refs, amounts) WITH ORDINALITY AS u(line_id, o, a, i)),
-    ins AS (
-        INSERT INTO credit.reservation AS h (line_id, order_ref, amount, expires_at)
-        SELECT t.line_id, t.o, t.a, v_expires_at FROM t WHERE t.line_id IS NOT NULL ORDER BY t.i
-        ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING
-        RETURNING h.id, h.line_id, h.order_ref)
-    SELECT array_agg(ins.id ORDER BY t.i), count(DISTINCT ins.id)::integer
-      INTO v_ids, v_inserted
-      FROM t LEFT JOIN ins ON ins.line_id = t.line_id AND ins.order_ref = t.o;
+    -- A plain INSERT in a block of its own: a key that exists, or comes twice,
+    -- undoes the whole INSERT (unique_violation) and the items go one by one.
+    -- One subtransaction per call costs less than ON CONFLICT's speculative
+    -- insertion, which probes the key and confirms the row item by item.
+    BEGIN
+        WITH t AS MATERIALIZED (
+            SELECT u.i, u.line_id, u.o, round(u.a, 2) AS a
+              FROM unnest(v_lines, order_refs, amounts) WITH ORDINALITY AS u(line_id, o, a, i)),
+        ins AS (
+            INSERT INTO credit.reservation AS h (line_id, order_ref, amount, expires_at)
+            SELECT t.line_id, t.o, t.a, v_expires_at FROM t WHERE t.line_id IS NOT NULL ORDER BY t.i
+            RETURNING h.id, h.line_id, h.order_ref)
+        SELECT array_agg(ins.id ORDER BY t.i), count(ins.id)::integer
+          INTO v_ids, v_inserted
+          FROM t LEFT JOIN ins ON ins.line_id = t.line_id AND ins.order_ref = t.o;
+    EXCEPTION WHEN unique_violation THEN
+        v_ids := NULL;
+        v_inserted := 0;
+    END;
 
     -- Every line of the batch, locked in ascending id order (ORDER BY runs
     -- before the row locks are taken).
