@@ -97,7 +97,7 @@ def test_scrape_costs_do_not_grow_with_history(conn):
     refusals = _plan(conn, "SELECT * FROM credit.monitor_refusal_windows")
     assert "refusal_created_idx" in refusals and "Seq Scan" not in refusals, refusals
     sweep = _plan(conn, "SELECT * FROM credit.monitor_sweep")
-    assert "reservation_expiry_idx" in sweep and "Seq Scan" not in sweep, sweep
+    assert "reservation_list_idx" in sweep and "Seq Scan on reservation" not in sweep, sweep
     book = _plan(conn, "SELECT * FROM credit.monitor_book")
     assert "reservation" not in book and "ledger_entry" not in book and "refusal" not in book, book
     reconcile = _plan(conn, "SELECT * FROM credit.monitor_reconcile")

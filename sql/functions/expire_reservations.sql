@@ -4,6 +4,9 @@ SET ROLE credit_owner;
 -- holds already stop counting before this runs; the sweep makes it visible in
 -- their status. Lines locked by a running operation are skipped, not waited
 -- for: that operation sweeps its own line. Lines are locked in ascending id order.
+-- A line can hold an expired hold only once its next_expiry has passed, so
+-- the lines are found by scanning credit.line (O(lines)) and each one's
+-- active holds by its range of reservation_list_idx: ended holds are never read.
 CREATE OR REPLACE FUNCTION credit.expire_reservations(max_count integer DEFAULT 1000)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
@@ -17,9 +20,9 @@ BEGIN
     END IF;
     FOR v_line IN
         SELECT l.id FROM credit.line l
-         WHERE l.id IN (SELECT r.line_id FROM credit.reservation r
-                         WHERE r.status = 'active' AND r.expires_at <= now()
-                         ORDER BY r.expires_at LIMIT max_count)
+         WHERE l.next_expiry <= now()
+           AND EXISTS (SELECT FROM credit.reservation r
+                        WHERE r.line_id = l.id AND r.status = 'active' AND r.expires_at <= now())
          ORDER BY l.id
            FOR NO KEY UPDATE SKIP LOCKED
     LOOP
