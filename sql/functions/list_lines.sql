@@ -2,7 +2,8 @@ SET ROLE credit_owner;
 
 -- A page of a wholesaler's lines, ascending retailer_id after
 -- after_retailer_id (keyset paging on the line key). Figures as get_available
--- gives them: the limit in force, reserved as of now, past_due from open items.
+-- gives them: the limit in force, reserved as of now (written out, as there),
+-- past_due from open items.
 CREATE OR REPLACE FUNCTION credit.list_lines(
     wholesaler_id text, after_retailer_id text DEFAULT NULL, max_rows integer DEFAULT 100)
 RETURNS TABLE (retailer_id text, line_id bigint, status text, currency text, credit_limit numeric,
@@ -22,7 +23,10 @@ BEGIN
            round(l.outstanding, 2), round(v.credit_limit - v.reserved - l.outstanding, 2),
            round(p.past_due, 2)
       FROM credit.line l,
-           LATERAL (SELECT credit._reserved_now(l) AS reserved,
+           LATERAL (SELECT l.reserved - CASE WHEN l.next_expiry <= now() THEN
+                               (SELECT coalesce(sum(h.amount), 0) FROM credit.reservation h
+                                 WHERE h.line_id = l.id AND h.status = 'active' AND h.expires_at <= now())
+                               ELSE 0 END AS reserved,
                            credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until) AS credit_limit) v,
            LATERAL (SELECT coalesce(sum(o.unpaid), 0.00) AS past_due FROM credit.open_item o
                      WHERE o.line_id = l.id AND o.due_date < current_date) p
