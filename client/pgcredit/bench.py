@@ -52,6 +52,22 @@ INSERT INTO bench.bare SELECT g, 0, 1e15 FROM generate_series(0, 999) g;
 -- conditional update of the line, in one statement (cte_spread).
 CREATE TABLE bench.hold (line_id int NOT NULL, order_ref text NOT NULL, amount numeric NOT NULL,
                          PRIMARY KEY (line_id, order_ref));
+-- (d) The same statement where this design has to put it: in a PL/pgSQL
+-- function that is SECURITY DEFINER with a pinned search_path and a bounded
+-- lock wait (SPEC), and nothing else (cte_fn_spread): the floor under
+-- reserve_credit.
+CREATE ROLE bench_owner NOLOGIN;
+GRANT USAGE ON SCHEMA bench TO bench_owner;
+CREATE FUNCTION bench.cte_reserve(p_line int, p_ref text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+BEGIN
+    WITH h AS (INSERT INTO bench.hold (line_id, order_ref, amount) VALUES (p_line, p_ref, 1) RETURNING line_id)
+    UPDATE bench.bare SET used = used + 1 WHERE id = (SELECT line_id FROM h) AND used + 1 <= lim;
+    RETURN FOUND;
+END $$;
+-- Owned by a role that is not a superuser, as credit_owner is: privileges are checked.
+GRANT SELECT, INSERT, UPDATE ON bench.hold, bench.bare TO bench_owner;
+ALTER FUNCTION bench.cte_reserve(int, text) OWNER TO bench_owner;
 -- (b) The design of the source documents: lock the line, SUM its whole ledger,
 -- insert an entry, commit.
 CREATE TABLE bench.naive_line (id int PRIMARY KEY, lim numeric NOT NULL);
@@ -91,6 +107,7 @@ SELECT code FROM credit.convert_to_debit('bench', 's' || :l, 'c' || :client_id |
 SELECT code FROM credit.release_reservation('bench', 's' || :l, 'c' || :client_id || '.' || :n);
 \\endif
 """,
+    "cte_fn_spread": SPREAD + "SELECT bench.cte_reserve(:l, :client_id || '.' || :n);",
     "cte_spread": SPREAD + "WITH h AS (INSERT INTO bench.hold (line_id, order_ref, amount)"
                            " VALUES (:l, :client_id || '.' || :n, 1) RETURNING line_id)\n"
                            "UPDATE bench.bare SET used = used + 1 WHERE id = (SELECT line_id FROM h) AND used + 1 <= lim;",
@@ -319,6 +336,8 @@ def _targets(b: Bench, naive: str) -> list[Target]:
          ("reserve_spread", 32), ("bare_spread", 32), None, ["tuned", "default"]),
         ("minimal reservation (one CTE) / bare UPDATE over 1,000 rows, 32 clients",
          ("cte_spread", 32), ("bare_spread", 32), None, ["tuned", "default"]),
+        ("the CTE in a SECURITY DEFINER PL/pgSQL function, nothing else / the CTE, 32 clients (this design's floor)",
+         ("cte_fn_spread", 32), ("cte_spread", 32), None, ["tuned", "default"]),
         (f"reserve_credit with the largest history / source design ({naive}), 8 clients",
          ("reserve_history_h1m", 8), (naive, 8), 30.0, ["tuned"]),
         ("Python client / pgbench, hot reserve_credit, 8 clients", ("python_reserve_hot", 8), ("reserve_hot", 8), 0.5,
@@ -385,7 +404,7 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
                 return [lambda: b.pgbench(name, script, c, **kw)] if wanted(name) else []
 
             tuned = interleaved(["bare_hot", "reserve_hot"], clients)
-            tuned += interleaved(["bare_spread", "cte_spread", "reserve_spread"], clients)
+            tuned += interleaved(["bare_spread", "cte_spread", "cte_fn_spread", "reserve_spread"], clients)
             tuned += once("reserve_spread_expiring", SCRIPTS["reserve_spread_expiring"], top)
             tuned += once("lifecycle", SCRIPTS["lifecycle"], 8)
             for n in history:
@@ -399,7 +418,7 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
 
             # The same cluster with PostgreSQL's defaults, over TCP, simple protocol.
             default = interleaved(["bare_hot", "reserve_hot"], [8])
-            default += interleaved(["bare_spread", "cte_spread", "reserve_spread"], [top])
+            default += interleaved(["bare_spread", "cte_spread", "cte_fn_spread", "reserve_spread"], [top])
             for n in ("h0", "h1m"):
                 if n in history:
                     default += once(f"reserve_history_{n}", SCRIPTS["reserve_hot"].replace("'hot'", f"'{n}'"), 8)
@@ -428,6 +447,7 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
             _compare(r, "reserve_hot", c, "bare_hot", c, config)
             _compare(r, "reserve_spread", c, "cte_spread", c, config)
             _compare(r, "cte_spread", c, "bare_spread", c, config)
+            _compare(r, "cte_fn_spread", c, "cte_spread", c, config)
             _compare(r, "python_reserve_hot", c, "reserve_hot", c, config, f"pgbench reserve_hot @{c}")
         for name in sizes:
             _compare(r, f"reserve_history_{name}", 8, "reserve_history_h0", 8, config)
