@@ -129,13 +129,29 @@ def test_bench_quick_runs_and_reports(tmp_path):
     assert "[1/" in done.stderr  # progress
     report = (tmp_path / "bench.md").read_text()
     assert report == done.stdout.strip() + "\n"
-    for workload in ("bare_hot", "reserve_hot", "bare_spread", "cte_spread", "reserve_spread", "lifecycle",
+    for workload in ("bare_hot", "reserve_hot", "bare_spread", "cte_spread", "cte_fn_spread", "reserve_spread",
+                     "lifecycle",
                      "reserve_history_h0", "reserve_history_h1m", "naive_small", "python_reserve_hot",
                      "reserve_batch_hot", "reserve_batch_spread", "payment_batch"):
         assert f"| tuned | {workload} |" in report
     # The second server configuration: PostgreSQL's defaults, TCP, simple protocol.
-    for workload in ("bare_hot", "reserve_hot", "cte_spread", "reserve_spread", "reserve_history_h1m"):
+    for workload in ("bare_hot", "reserve_hot", "cte_spread", "cte_fn_spread", "reserve_spread",
+                     "reserve_history_h1m"):
         assert f"| default | {workload} |" in report
     assert "pgbench -M simple" in report and "shared_buffers=128MB" in report
     assert "| server | target | ratio | rounds | wanted | |" in report
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_compare_sql_runs_and_reports(tmp_path):
+    """The A/B against another sql/ tree (here: this one, so both sides are
+    the same code): it runs, alternates, and reports a ratio per round."""
+    sql = Path(__file__).resolve().parent.parent / "sql"
+    done = pgcredit("bench", "--compare-sql", str(sql), "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = (tmp_path / "ab.md").read_text()
+    assert f"A: {sql}, B: this installation's sql/" in report
+    rows = [line for line in report.splitlines() if line.startswith("| reserve_")]
+    assert [r.split(" | ")[0] for r in rows] == ["| reserve_hot @8", "| reserve_spread @32", "| reserve_spread @8"]
+    for row in rows:
+        assert float(row.split(" | ")[2]) > 0  # the median of B/A
