@@ -5,8 +5,9 @@ SET ROLE credit_owner;
 -- next_expiry is in the future nothing has expired and this costs nothing.
 -- SECURITY DEFINER because the views call it, and a view checks function
 -- privileges against its reader, who has no access to the tables. The API's
--- reads (get_available, list_lines) write the same expression out instead:
--- through the definer's SET search_path it cost more than half of get_available.
+-- reads (get_available, list_lines) use credit._line_now instead, which is
+-- inlined: through the definer's SET search_path this cost more than half of
+-- get_available.
 CREATE OR REPLACE FUNCTION credit._reserved_now(l credit.line) RETURNS numeric
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT l.reserved - CASE WHEN l.next_expiry <= now() THEN

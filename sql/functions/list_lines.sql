@@ -2,7 +2,7 @@ SET ROLE credit_owner;
 
 -- A page of a wholesaler's lines, ascending retailer_id after
 -- after_retailer_id (keyset paging on the line key). Figures as get_available
--- gives them: the limit in force, reserved as of now (written out, as there),
+-- gives them (credit._line_now): the limit in force, reserved as of now,
 -- past_due from open items.
 CREATE OR REPLACE FUNCTION credit.list_lines(
     wholesaler_id text, after_retailer_id text DEFAULT NULL, max_rows integer DEFAULT 100)
@@ -21,15 +21,9 @@ BEGIN
     RETURN QUERY
     SELECT l.retailer_id, l.id, l.status::text, l.currency, round(v.credit_limit, 2), round(v.reserved, 2),
            round(l.outstanding, 2), round(v.credit_limit - v.reserved - l.outstanding, 2),
-           round(p.past_due, 2)
+           round(v.past_due, 2)
       FROM credit.line l,
-           LATERAL (SELECT l.reserved - CASE WHEN l.next_expiry <= now() THEN
-                               (SELECT coalesce(sum(h.amount), 0) FROM credit.reservation h
-                                 WHERE h.line_id = l.id AND h.status = 'active' AND h.expires_at <= now())
-                               ELSE 0 END AS reserved,
-                           credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until) AS credit_limit) v,
-           LATERAL (SELECT coalesce(sum(o.unpaid), 0.00) AS past_due FROM credit.open_item o
-                     WHERE o.line_id = l.id AND o.due_date < current_date) p
+           LATERAL credit._line_now(l) v
      WHERE l.wholesaler_id = list_lines.wholesaler_id AND l.retailer_id > coalesce(after_retailer_id, '')
      ORDER BY l.retailer_id
      LIMIT max_rows;
