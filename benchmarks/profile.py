@@ -183,6 +183,10 @@ STATEMENTS = {
                    "WITH h AS (INSERT INTO bench.hold (line_id, order_ref, amount) VALUES ($1, '7' || '.' || $2, 1)"
                    " RETURNING line_id) UPDATE bench.bare SET used = used + 1 WHERE id = (SELECT line_id FROM h)"
                    " AND used + 1 <= lim", "int, int", "{l}, {k}"),
+    "cte_fn_spread": ("SELECT bench.cte_reserve({l}, '7' || '.' || {k})",
+                      "SELECT bench.cte_reserve($1, '7' || '.' || $2)", "int, int", "{l}, {k}"),
+    "model_fn_spread": ("SELECT bench.model_reserve('s' || {l}, 'm7' || '.' || {k})",
+                        "SELECT bench.model_reserve('s' || $1, 'm7' || '.' || $2)", "int, int", "{l}, {k}"),
     "reserve_spread": ("SELECT code FROM credit.reserve_credit('bench', 's' || {l}, '7' || '.' || {k}, 1)",
                        "SELECT code FROM credit.reserve_credit('bench', 's' || $1, '7' || '.' || $2, 1)",
                        "int, int", "{l}, {k}"),

@@ -129,14 +129,14 @@ def test_bench_quick_runs_and_reports(tmp_path):
     assert "[1/" in done.stderr  # progress
     report = (tmp_path / "bench.md").read_text()
     assert report == done.stdout.strip() + "\n"
-    for workload in ("bare_hot", "reserve_hot", "bare_spread", "cte_spread", "cte_fn_spread", "reserve_spread",
-                     "lifecycle",
+    for workload in ("bare_hot", "reserve_hot", "bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread",
+                     "reserve_spread", "lifecycle",
                      "reserve_history_h0", "reserve_history_h1m", "naive_small", "python_reserve_hot",
                      "reserve_batch_hot", "reserve_batch_spread", "payment_batch"):
         assert f"| tuned | {workload} |" in report
     # The second server configuration: PostgreSQL's defaults, TCP, simple protocol.
-    for workload in ("bare_hot", "reserve_hot", "cte_spread", "cte_fn_spread", "reserve_spread",
-                     "reserve_history_h1m"):
+    for workload in ("bare_hot", "reserve_hot", "cte_spread", "cte_fn_spread", "model_fn_spread",
+                     "reserve_spread", "reserve_history_h1m"):
         assert f"| default | {workload} |" in report
     assert "pgbench -M simple" in report and "shared_buffers=128MB" in report
     assert "| server | target | ratio | rounds | wanted | |" in report

@@ -68,6 +68,22 @@ END $$;
 -- Owned by a role that is not a superuser, as credit_owner is: privileges are checked.
 GRANT SELECT, INSERT, UPDATE ON bench.hold, bench.bare TO bench_owner;
 ALTER FUNCTION bench.cte_reserve(int, text) OWNER TO bench_owner;
+-- (e) The same function over SPEC's data model, and still nothing else
+-- (model_fn_spread): the hold is a row of credit.reservation (its key with
+-- ON CONFLICT for replays, reservation_id from a sequence, the index that
+-- list_reservations pages through), the line is found by (wholesaler_id,
+-- retailer_id). What any reserve_credit costs before it checks anything.
+CREATE FUNCTION bench.model_reserve(p_retailer text, p_ref text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+BEGIN
+    WITH h AS (INSERT INTO credit.reservation (line_id, order_ref, amount)
+               SELECT x.id, p_ref, 1 FROM credit.line x WHERE x.wholesaler_id = 'bench' AND x.retailer_id = p_retailer
+               ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING RETURNING line_id)
+    UPDATE credit.line x SET reserved = x.reserved + 1
+     WHERE x.id = (SELECT line_id FROM h) AND x.reserved + 1 <= x.credit_limit - x.outstanding;
+    RETURN FOUND;
+END $$;
+ALTER FUNCTION bench.model_reserve(text, text) OWNER TO credit_owner;
 -- (b) The design of the source documents: lock the line, SUM its whole ledger,
 -- insert an entry, commit.
 CREATE TABLE bench.naive_line (id int PRIMARY KEY, lim numeric NOT NULL);
@@ -108,6 +124,7 @@ SELECT code FROM credit.release_reservation('bench', 's' || :l, 'c' || :client_i
 \\endif
 """,
     "cte_fn_spread": SPREAD + "SELECT bench.cte_reserve(:l, :client_id || '.' || :n);",
+    "model_fn_spread": SPREAD + "SELECT bench.model_reserve('s' || :l, 'm' || :client_id || '.' || :n);",
     "cte_spread": SPREAD + "WITH h AS (INSERT INTO bench.hold (line_id, order_ref, amount)"
                            " VALUES (:l, :client_id || '.' || :n, 1) RETURNING line_id)\n"
                            "UPDATE bench.bare SET used = used + 1 WHERE id = (SELECT line_id FROM h) AND used + 1 <= lim;",
@@ -338,6 +355,10 @@ def _targets(b: Bench, naive: str) -> list[Target]:
          ("cte_spread", 32), ("bare_spread", 32), None, ["tuned", "default"]),
         ("the CTE in a SECURITY DEFINER PL/pgSQL function, nothing else / the CTE, 32 clients (this design's floor)",
          ("cte_fn_spread", 32), ("cte_spread", 32), None, ["tuned", "default"]),
+        ("the same over SPEC's data model (credit.reservation, credit.line), nothing else / the CTE, 32 clients"
+         " (the floor under any reserve_credit)", ("model_fn_spread", 32), ("cte_spread", 32), None, ["tuned", "default"]),
+        ("spread reserve_credit / that floor, 32 clients", ("reserve_spread", 32), ("model_fn_spread", 32), None,
+         ["tuned", "default"]),
         (f"reserve_credit with the largest history / source design ({naive}), 8 clients",
          ("reserve_history_h1m", 8), (naive, 8), 30.0, ["tuned"]),
         ("Python client / pgbench, hot reserve_credit, 8 clients", ("python_reserve_hot", 8), ("reserve_hot", 8), 0.5,
@@ -404,7 +425,8 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
                 return [lambda: b.pgbench(name, script, c, **kw)] if wanted(name) else []
 
             tuned = interleaved(["bare_hot", "reserve_hot"], clients)
-            tuned += interleaved(["bare_spread", "cte_spread", "cte_fn_spread", "reserve_spread"], clients)
+            tuned += interleaved(["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread", "reserve_spread"],
+                                 clients)
             tuned += once("reserve_spread_expiring", SCRIPTS["reserve_spread_expiring"], top)
             tuned += once("lifecycle", SCRIPTS["lifecycle"], 8)
             for n in history:
@@ -418,7 +440,8 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
 
             # The same cluster with PostgreSQL's defaults, over TCP, simple protocol.
             default = interleaved(["bare_hot", "reserve_hot"], [8])
-            default += interleaved(["bare_spread", "cte_spread", "cte_fn_spread", "reserve_spread"], [top])
+            default += interleaved(["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread", "reserve_spread"],
+                                   [top])
             for n in ("h0", "h1m"):
                 if n in history:
                     default += once(f"reserve_history_{n}", SCRIPTS["reserve_hot"].replace("'hot'", f"'{n}'"), 8)
@@ -448,6 +471,7 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
             _compare(r, "reserve_spread", c, "cte_spread", c, config)
             _compare(r, "cte_spread", c, "bare_spread", c, config)
             _compare(r, "cte_fn_spread", c, "cte_spread", c, config)
+            _compare(r, "model_fn_spread", c, "cte_spread", c, config)
             _compare(r, "python_reserve_hot", c, "reserve_hot", c, config, f"pgbench reserve_hot @{c}")
         for name in sizes:
             _compare(r, f"reserve_history_{name}", 8, "reserve_history_h0", 8, config)
@@ -574,7 +598,8 @@ def plot(results: list[Result], path: Path) -> None:
     left.set_xticks(ticks, labels=[str(c) for c in ticks])
     left.legend(fontsize=8)
     # The targets' pairs on both server configurations.
-    pairs = [("bare_hot", 8), ("reserve_hot", 8), ("bare_spread", 32), ("cte_spread", 32), ("reserve_spread", 32)]
+    pairs = [("bare_hot", 8), ("reserve_hot", 8), ("bare_spread", 32), ("cte_spread", 32), ("cte_fn_spread", 32),
+             ("model_fn_spread", 32), ("reserve_spread", 32)]
     labels = [f"{n} @{c}" for n, c in pairs]
     width = 0.4
     for k, (config, color) in enumerate([("tuned", "C0"), ("default", "C1")]):
