@@ -42,6 +42,8 @@ from .migrate import migrate
 # synchronous_commit and full_page_writes keep their defaults: on.
 SETTINGS = ["shared_buffers=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min", "max_connections=100"]
 BATCH = 100  # items per bulk call in the batch workloads
+# reserve_spread and its baselines, run side by side on both configurations.
+SPREAD_GROUP = ["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread", "reserve_spread"]
 
 BASELINE_SQL = """
 CREATE SCHEMA bench;
@@ -428,8 +430,7 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
                 return [lambda: b.pgbench(name, script, c, **kw)] if wanted(name) else []
 
             tuned = interleaved(["bare_hot", "reserve_hot"], clients)
-            tuned += interleaved(["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread", "reserve_spread"],
-                                 clients)
+            tuned += interleaved(SPREAD_GROUP, clients)
             tuned += once("reserve_spread_expiring", SCRIPTS["reserve_spread_expiring"], top)
             tuned += once("lifecycle", SCRIPTS["lifecycle"], 8)
             for n in history:
@@ -443,8 +444,7 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
 
             # The same cluster with PostgreSQL's defaults, over TCP, simple protocol.
             default = interleaved(["bare_hot", "reserve_hot"], [8])
-            default += interleaved(["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread", "reserve_spread"],
-                                   [top])
+            default += interleaved(SPREAD_GROUP, [top])
             for n in ("h0", "h1m"):
                 if n in history:
                     default += once(f"reserve_history_{n}", SCRIPTS["reserve_hot"].replace("'hot'", f"'{n}'"), 8)
