@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgcredit import embedded
+from pgcredit.tools import embedded
 from pgcredit.migrate import migrate
 
 SETUP = [

@@ -34,8 +34,9 @@ from pathlib import Path
 
 import psycopg
 
-from pgcredit import CreditClient, embedded
-from pgcredit.bench import BASELINE_SQL, SCRIPTS, SETTINGS, Bench, _free_port
+from pgcredit import CreditClient
+from pgcredit.tools import embedded
+from pgcredit.tools.bench import BASELINE_SQL, SCRIPTS, SETTINGS, Bench, _free_port
 from pgcredit.migrate import migrate
 
 WORKLOADS = ["bare_spread", "cte_spread", "reserve_spread"]

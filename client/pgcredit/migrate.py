@@ -53,8 +53,18 @@ def pending(conninfo: str, root: Path | None = None) -> list[str]:
         backend.connection.close()
 
 
-def load_functions(conninfo: str, directory: Path) -> int:
-    files = sorted(directory.glob("*.sql"))
+# Loaded in this order on every migrate: views read the functions.
+OBJECT_FOLDERS = ("functions", "views")
+
+
+def object_files(root: Path) -> list[Path]:
+    """The CREATE OR REPLACE files of a sql/ tree, in load order (an older
+    release's tree may have no views/ folder)."""
+    return [f for folder in OBJECT_FOLDERS for f in sorted((root / folder).glob("*.sql"))]
+
+
+def load_functions(conninfo: str, root: Path) -> int:
+    files = object_files(root)
     with psycopg.connect(conninfo) as conn:
         for path in files:
             conn.execute(path.read_text(encoding="utf-8"))
@@ -93,7 +103,7 @@ def refuse_proxy(conninfo: str) -> None:
 
 
 def migrate(conninfo: str, root: Path | None = None) -> MigrateReport:
-    """Applies pending migrations, then (re)loads every function file."""
+    """Applies pending migrations, then (re)loads every function and view file."""
     require_utf8(conninfo)
     refuse_proxy(conninfo)
     root = root or sql_dir()
@@ -102,7 +112,7 @@ def migrate(conninfo: str, root: Path | None = None) -> MigrateReport:
         with backend.lock():
             todo = backend.to_apply(read_migrations(str(root / "migrations")))
             backend.apply_migrations(todo)
-            count = load_functions(conninfo, root / "functions")
+            count = load_functions(conninfo, root)
     finally:
         backend.connection.close()
     return MigrateReport([m.id for m in todo], count)

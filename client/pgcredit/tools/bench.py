@@ -1,0 +1,625 @@
+"""`pgcredit bench`: pgcredit against the physical limit, the minimal correct
+reservation and the design it replaces, in one run, on a cluster of its own
+with fsync, synchronous_commit and full_page_writes on.
+
+Two server configurations, one after the other on the same cluster:
+
+- tuned: the settings a DBA would give a production server of this size
+  (SETTINGS), pgbench over a Unix socket with prepared statements;
+- default: the same cluster restarted with every setting at PostgreSQL's
+  default (postgresql.conf as initdb wrote it), pgbench over TCP with the
+  simple query protocol, as psql, many drivers and other languages call it.
+
+SQL workloads are driven by pgbench; latency percentiles come from its
+per-transaction logs. The Python client is driven by threads.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+
+from . import embedded
+from ..client import CreditClient
+from ..migrate import migrate
+
+# What a DBA would set on a production server with this much memory: a larger
+# buffer cache, and checkpoints spread out (fewer full-page images). fsync,
+# synchronous_commit and full_page_writes keep their defaults: on.
+SETTINGS = ["shared_buffers=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min", "max_connections=100"]
+BATCH = 100  # items per bulk call in the batch workloads
+# reserve_spread and its baselines, run side by side on both configurations.
+SPREAD_GROUP = ["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread", "reserve_spread"]
+
+BASELINE_SQL = """
+CREATE SCHEMA bench;
+-- (a) The physical limit: one conditional UPDATE of one row per reservation.
+CREATE TABLE bench.bare (id int PRIMARY KEY, used numeric NOT NULL, lim numeric NOT NULL);
+INSERT INTO bench.bare SELECT g, 0, 1e15 FROM generate_series(0, 999) g;
+-- (c) The minimal correct reservation: a hold row with its key, and one
+-- conditional update of the line, in one statement (cte_spread).
+CREATE TABLE bench.hold (line_id int NOT NULL, order_ref text NOT NULL, amount numeric NOT NULL,
+                         PRIMARY KEY (line_id, order_ref));
+-- (d) The same statement where this design has to put it: in a PL/pgSQL
+-- function that is SECURITY DEFINER with a pinned search_path and a bounded
+-- lock wait (SPEC), and nothing else (cte_fn_spread): the floor under
+-- reserve_credit.
+CREATE ROLE bench_owner NOLOGIN;
+GRANT USAGE ON SCHEMA bench TO bench_owner;
+CREATE FUNCTION bench.cte_reserve(p_line int, p_ref text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+BEGIN
+    WITH h AS (INSERT INTO bench.hold (line_id, order_ref, amount) VALUES (p_line, p_ref, 1) RETURNING line_id)
+    UPDATE bench.bare SET used = used + 1 WHERE id = (SELECT line_id FROM h) AND used + 1 <= lim;
+    RETURN FOUND;
+END $$;
+-- Owned by a role that is not a superuser, as credit_owner is: privileges are checked.
+GRANT SELECT, INSERT, UPDATE ON bench.hold, bench.bare TO bench_owner;
+ALTER FUNCTION bench.cte_reserve(int, text) OWNER TO bench_owner;
+-- (e) The same function over SPEC's data model, and still nothing else
+-- (model_fn_spread): the hold is a row of credit.reservation (its key with
+-- ON CONFLICT for replays, reservation_id from a sequence, the index that
+-- list_reservations pages through), the line is found by (wholesaler_id,
+-- retailer_id). What any reserve_credit costs before it checks anything.
+CREATE FUNCTION bench.model_reserve(p_retailer text, p_ref text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+    v_line bigint;
+BEGIN
+    -- Two statements, as reserve_credit does: 1% cheaper than one CTE here.
+    INSERT INTO credit.reservation AS r (line_id, order_ref, amount)
+    SELECT x.id, p_ref, 1 FROM credit.line x WHERE x.wholesaler_id = 'bench' AND x.retailer_id = p_retailer
+    ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING RETURNING r.line_id INTO v_line;
+    UPDATE credit.line x SET reserved = x.reserved + 1
+     WHERE x.id = v_line AND x.reserved + 1 <= x.credit_limit - x.outstanding;
+    RETURN FOUND;
+END $$;
+ALTER FUNCTION bench.model_reserve(text, text) OWNER TO credit_owner;
+-- (b) The design of the source documents: lock the line, SUM its whole ledger,
+-- insert an entry, commit.
+CREATE TABLE bench.naive_line (id int PRIMARY KEY, lim numeric NOT NULL);
+CREATE TABLE bench.naive_ledger (id bigserial PRIMARY KEY, line_id int NOT NULL REFERENCES bench.naive_line,
+                                 amount numeric NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX ON bench.naive_ledger (line_id);
+INSERT INTO bench.naive_line VALUES (1, 1e15), (2, 1e15);
+CREATE FUNCTION bench.naive_reserve(p_line int, p_amount numeric) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_lim numeric;
+    v_used numeric;
+BEGIN
+    SELECT lim INTO v_lim FROM bench.naive_line WHERE id = p_line FOR UPDATE;
+    SELECT coalesce(sum(amount), 0) INTO v_used FROM bench.naive_ledger WHERE line_id = p_line;
+    IF v_used + p_amount > v_lim THEN
+        RETURN 'insufficient_credit';
+    END IF;
+    INSERT INTO bench.naive_ledger (line_id, amount) VALUES (p_line, p_amount);
+    RETURN 'ok';
+END $$;
+"""
+
+RESERVE = "SELECT code FROM credit.reserve_credit('bench', {line}, :client_id || '.' || :n, 1{expiry});"
+SPREAD = "\\set n random(1, 2000000000)\n\\set l random(0, 999)\n"
+SCRIPTS = {
+    "reserve_hot": "\\set n random(1, 2000000000)\n" + RESERVE.format(line="'hot'", expiry=""),
+    "reserve_spread": SPREAD + RESERVE.format(line="'s' || :l", expiry=""),
+    # Holds that expire also enter the expiry index: what that costs.
+    "reserve_spread_expiring": SPREAD + RESERVE.format(line="'s' || :l", expiry=", interval '1 hour'"),
+    "lifecycle": """\\set n random(1, 2000000000)
+\\set l random(0, 999)
+\\set deliver random(0, 1)
+SELECT code FROM credit.reserve_credit('bench', 's' || :l, 'c' || :client_id || '.' || :n, 100);
+\\if :deliver
+SELECT code FROM credit.convert_to_debit('bench', 's' || :l, 'c' || :client_id || '.' || :n);
+\\else
+SELECT code FROM credit.release_reservation('bench', 's' || :l, 'c' || :client_id || '.' || :n);
+\\endif
+""",
+    "cte_fn_spread": SPREAD + "SELECT bench.cte_reserve(:l, :client_id || '.' || :n);",
+    "model_fn_spread": SPREAD + "SELECT bench.model_reserve('s' || :l, 'm' || :client_id || '.' || :n);",
+    "cte_spread": SPREAD + "WITH h AS (INSERT INTO bench.hold (line_id, order_ref, amount)"
+                           " VALUES (:l, :client_id || '.' || :n, 1) RETURNING line_id)\n"
+                           "UPDATE bench.bare SET used = used + 1 WHERE id = (SELECT line_id FROM h) AND used + 1 <= lim;",
+    # Bulk calls of BATCH items; the arrays are built by the statement itself.
+    "reserve_batch_hot": "\\set n random(1, 2000000000)\n"
+                         f"SELECT count(*) FROM credit.reserve_credit_batch(array_fill('bench'::text, ARRAY[{BATCH}]),"
+                         f" array_fill('hot'::text, ARRAY[{BATCH}]),"
+                         f" ARRAY(SELECT 'b' || :client_id || '.' || :n || '.' || g FROM generate_series(1, {BATCH}) g),"
+                         f" array_fill(1::numeric, ARRAY[{BATCH}]));",
+    "reserve_batch_spread": "\\set n random(1, 2000000000)\n"
+                            f"SELECT count(*) FROM credit.reserve_credit_batch(array_fill('bench'::text, ARRAY[{BATCH}]),"
+                            f" ARRAY(SELECT 's' || (random() * 999)::int FROM generate_series(1, {BATCH})),"
+                            f" ARRAY(SELECT 'b' || :client_id || '.' || :n || '.' || g FROM generate_series(1, {BATCH}) g),"
+                            f" array_fill(1::numeric, ARRAY[{BATCH}]));",
+    "payment_batch": "\\set n random(1, 2000000000)\n"
+                     f"SELECT count(*) FROM credit.record_payment_batch(array_fill('bench'::text, ARRAY[{BATCH}]),"
+                     f" ARRAY(SELECT 's' || (random() * 999)::int FROM generate_series(1, {BATCH})),"
+                     f" ARRAY(SELECT 'p' || :client_id || '.' || :n || '.' || g FROM generate_series(1, {BATCH}) g),"
+                     f" array_fill(1::numeric, ARRAY[{BATCH}]));",
+    "bare_hot": "UPDATE bench.bare SET used = used + 1 WHERE id = 0 AND used + 1 <= lim;",
+    "bare_spread": "\\set id random(0, 999)\nUPDATE bench.bare SET used = used + 1 WHERE id = :id AND used + 1 <= lim;",
+    "naive": "SELECT bench.naive_reserve(:line, 1);",
+}
+
+
+@dataclass
+class Result:
+    name: str
+    clients: int
+    tps: float  # transactions (calls) per second
+    p50_ms: float
+    p99_ms: float
+    config: str = "tuned"
+    items: int = 1  # items per call: BATCH for the bulk calls
+    baseline: str = ""
+    ratio: float | None = None  # of items/s
+
+    @property
+    def items_per_s(self) -> float:
+        return self.tps * self.items
+
+
+@dataclass
+class Target:
+    what: str
+    ratio: float | None
+    minimum: float | None  # None: reported, no minimum
+    config: str = "tuned"
+    rounds: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.minimum is None or (self.ratio is not None and self.ratio >= self.minimum)
+
+
+def _percentiles(latencies_us: list[float]) -> tuple[float, float]:
+    if len(latencies_us) < 2:
+        return (latencies_us[0] / 1000, latencies_us[0] / 1000) if latencies_us else (0.0, 0.0)
+    q = statistics.quantiles(latencies_us, n=100, method="inclusive")
+    return q[49] / 1000, q[98] / 1000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Bench:
+    def __init__(self, server: embedded.Server, seconds: int, work: Path):
+        self.server, self.seconds, self.work = server, seconds, work
+        self.results: dict[tuple[str, int, str], Result] = {}
+        # Interleaved rounds of one workload: (tps, latencies in µs) per round.
+        self.rounds: dict[tuple[str, int, str], list[tuple[float, list[float]]]] = {}
+        self.step = 0
+        self.total = 0  # runs planned, for the progress lines
+        self.checkpoint = True  # a CHECKPOINT before each run: none lands inside it
+        self.use("tuned", server.conninfo("bench"), "prepared")
+
+    def use(self, config: str, dsn: str, protocol: str) -> None:
+        """Where the next runs go: a server configuration, its DSN and pgbench's query protocol."""
+        self.config, self.dsn, self.protocol = config, dsn, protocol
+
+    def _say(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def pgbench(self, name: str, script: str, clients: int, seconds: int | None = None, items: int = 1,
+                **variables) -> Result:
+        """One run. Runs of the same workload, client count and configuration
+        are rounds: its result is the median round's tps, with p50/p99 over
+        all of them."""
+        seconds = seconds or self.seconds
+        self.step += 1
+        self._say(f"[{self.step}/{self.total}] {name}, {clients} client(s), {self.config}, {seconds} s ...")
+        if self.checkpoint:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute("CHECKPOINT")
+        path = self.work / f"{name}.sql"
+        path.write_text(script)
+        logs = self.work / f"log-{self.step}"
+        logs.mkdir()
+        params = psycopg.conninfo.conninfo_to_dict(self.dsn)
+        cmd = [str(self.server.bin / "pgbench"), "-n", "-M", self.protocol, "-c", str(clients),
+               "-j", str(min(clients, os.cpu_count() or 1)), "-T", str(seconds), "-P", "1",
+               "-l", "--log-prefix", str(logs / "tx"), "-f", str(path),
+               "-h", params["host"], "-p", str(params["port"]), "-U", params["user"]]
+        cmd += [f"-D{k}={v}" for k, v in variables.items()]
+        done = subprocess.run(cmd + [params["dbname"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode:
+            raise RuntimeError(f"pgbench failed for {name}:\n{done.stdout[-3000:]}")
+        latencies = []
+        for f in glob.glob(str(logs / "tx*")):
+            with open(f) as fh:
+                latencies += [float(line.split()[2]) for line in fh]
+        tps = len(latencies) / seconds
+        key = (name, clients, self.config)
+        rounds = self.rounds.setdefault(key, [])
+        rounds.append((tps, latencies))
+        p50, p99 = _percentiles([x for _, lat in rounds for x in lat])
+        result = Result(name, clients, statistics.median_low([t for t, _ in rounds]), p50, p99, self.config, items)
+        self.results[key] = result
+        per = f" ({tps * items:,.0f} items/s)" if items > 1 else ""
+        self._say(f"      {tps:,.0f} tps{per}, p50 {_percentiles(latencies)[0]:.2f} ms" + (
+            f" (median of {len(rounds)} rounds so far: {result.tps:,.0f} tps)" if len(rounds) > 1 else ""))
+        return result
+
+    def python_client(self, name: str, clients: int) -> Result:
+        """The same reservations as reserve_hot, through CreditClient, one
+        connection per thread."""
+        self.step += 1
+        self._say(f"[{self.step}/{self.total}] {name}, {clients} client(s), {self.config}, {self.seconds} s ...")
+        latencies: list[list[float]] = [[] for _ in range(clients)]
+        stop = threading.Event()
+        gate = threading.Barrier(clients + 1)
+
+        def worker(i: int) -> None:
+            client = CreditClient(psycopg.connect(self.dsn, autocommit=True))
+            n = 0
+            gate.wait()
+            while not stop.is_set():
+                n += 1
+                started = time.perf_counter()
+                client.reserve_credit("bench", "hot", f"py{i}.{n}", Decimal(1))
+                latencies[i].append((time.perf_counter() - started) * 1e6)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        gate.wait()
+        time.sleep(self.seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        flat = [x for per in latencies for x in per]
+        p50, p99 = _percentiles(flat)
+        result = Result(name, clients, len(flat) / self.seconds, p50, p99, self.config)
+        self.results[(name, clients, self.config)] = result
+        self._say(f"      {result.tps:,.0f} calls/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        return result
+
+    def build_history(self, retailer: str, rows: int) -> None:
+        """`rows` payments and `rows` released holds on one line, built in
+        batches of short transactions: one transaction updating the line row
+        hundreds of thousands of times would walk an ever longer version chain."""
+        if rows == 0:
+            return
+        self._say(f"building {rows:,} ledger rows and {rows:,} released holds on line {retailer} ...")
+        batch = 50_000
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            line = conn.execute("SELECT id FROM credit.line WHERE wholesaler_id = 'bench' AND retailer_id = %s",
+                                [retailer]).fetchone()[0]
+            for start in range(0, rows, batch):
+                end = min(start + batch, rows)
+                with conn.transaction():
+                    conn.execute("""
+                        INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, created_at)
+                        SELECT %(line)s, 'CREDIT', 1, 'hist-' || g, now() - interval '1 day'
+                          FROM generate_series(%(start)s, %(end)s - 1) g""", dict(line=line, start=start, end=end))
+                    conn.execute("""
+                        INSERT INTO credit.reservation (line_id, order_ref, amount, status, created_at,
+                                                        released_at, released_amount)
+                        SELECT %(line)s, 'hist-' || g, 1, 'released', now() - interval '1 day', now(), 1
+                          FROM generate_series(%(start)s, %(end)s - 1) g""", dict(line=line, start=start, end=end))
+                    conn.execute("UPDATE credit.line SET outstanding = outstanding - %s,"
+                                 " unapplied = unapplied + %s WHERE id = %s", [end - start, end - start, line])
+
+    def build_naive_history(self, rows: int) -> None:
+        self._say(f"building {rows:,} ledger rows for the source design's line ...")
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            for start in range(0, rows, 100_000):
+                conn.execute("INSERT INTO bench.naive_ledger (line_id, amount) SELECT 2, 1 "
+                             "FROM generate_series(1, %s)", [min(100_000, rows - start)])
+
+
+def _compare(results, name, clients, base, base_clients, config="tuned", label=None) -> None:
+    r, b = results.get((name, clients, config)), results.get((base, base_clients, config))
+    if r and b and b.tps:
+        r.baseline, r.ratio = label or f"{base} @{base_clients}", r.items_per_s / b.items_per_s
+
+
+def _round_ratios(b: Bench, a: tuple, base: tuple) -> str:
+    """The ratio in each interleaved round, where both sides ran in rounds."""
+    ra, rb = b.rounds.get(a, []), b.rounds.get(base, [])
+    if len(ra) > 1 and len(ra) == len(rb):
+        return ", ".join(f"{x[0] / y[0]:.2f}" for x, y in zip(ra, rb) if y[0])
+    return ""
+
+
+def _targets(b: Bench, naive: str) -> list[Target]:
+    """The issue's targets, each a ratio of two workloads measured in this one run."""
+    results = b.results
+    wanted = [
+        ("reserve_credit_batch of 100, hot line, 8 clients, items/s / bare single-row UPDATE tps",
+         ("reserve_batch_hot", 8), ("bare_hot", 8), 10.0, ["tuned"]),
+        ("reserve_credit_batch of 100 over 1,000 lines, 8 clients, items/s / bare single-row UPDATE tps",
+         ("reserve_batch_spread", 8), ("bare_hot", 8), None, ["tuned"]),
+        ("record_payment_batch of 100 over 1,000 lines, 8 clients, items/s / bare single-row UPDATE tps",
+         ("payment_batch", 8), ("bare_hot", 8), None, ["tuned"]),
+        ("hot reserve_credit / bare single-row UPDATE, 8 clients", ("reserve_hot", 8), ("bare_hot", 8), 0.7,
+         ["tuned", "default"]),
+        ("spread reserve_credit / minimal reservation (one CTE), 32 clients",
+         ("reserve_spread", 32), ("cte_spread", 32), 0.9, ["tuned", "default"]),
+        ("reserve_credit with the largest history / empty line, 8 clients",
+         ("reserve_history_h1m", 8), ("reserve_history_h0", 8), 0.9, ["tuned", "default"]),
+        ("spread reserve_credit / bare UPDATE over 1,000 rows, 32 clients (moonshot 0.5)",
+         ("reserve_spread", 32), ("bare_spread", 32), None, ["tuned", "default"]),
+        ("minimal reservation (one CTE) / bare UPDATE over 1,000 rows, 32 clients",
+         ("cte_spread", 32), ("bare_spread", 32), None, ["tuned", "default"]),
+        ("the CTE in a SECURITY DEFINER PL/pgSQL function, nothing else / the CTE, 32 clients (this design's floor)",
+         ("cte_fn_spread", 32), ("cte_spread", 32), None, ["tuned", "default"]),
+        ("the same over SPEC's data model (credit.reservation, credit.line), nothing else / the CTE, 32 clients"
+         " (the floor under any reserve_credit)", ("model_fn_spread", 32), ("cte_spread", 32), None, ["tuned", "default"]),
+        ("spread reserve_credit / that floor, 32 clients", ("reserve_spread", 32), ("model_fn_spread", 32), None,
+         ["tuned", "default"]),
+        (f"reserve_credit with the largest history / source design ({naive}), 8 clients",
+         ("reserve_history_h1m", 8), (naive, 8), 30.0, ["tuned"]),
+        ("Python client / pgbench, hot reserve_credit, 8 clients", ("python_reserve_hot", 8), ("reserve_hot", 8), 0.5,
+         ["tuned"]),
+    ]
+    out = []
+    for what, a, base, minimum, configs in wanted:
+        for config in configs:
+            ka, kb = (*a, config), (*base, config)
+            if ka in results and kb in results and results[kb].tps:
+                out.append(Target(what, results[ka].items_per_s / results[kb].items_per_s, minimum, config,
+                                  _round_ratios(b, ka, kb)))
+    return out
+
+
+def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]:
+    """The whole benchmark; only: a comma-separated list of fnmatch patterns
+    of workload names (e.g. 'bare_hot,reserve_hot'), for a shorter look."""
+    seconds = 1 if quick else 10
+    rounds, round_seconds = (1, 1) if quick else (3, 5)
+    clients = [1, 8] if quick else [1, 8, 32]
+    top = clients[-1]  # the spread targets' client count: 32 (8 with --quick)
+    sizes = {"h0": 0, "h100k": 1_000 if quick else 100_000, "h1m": 10_000 if quick else 1_000_000}
+    naive_rows = 5_000 if quick else 500_000
+    naive = f"naive_{naive_rows // 1000}k"
+    patterns = [p.strip() for p in only.split(",")] if only else ["*"]
+
+    def wanted(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
+    try:
+        with embedded.throwaway(settings=tuple(SETTINGS)) as server:
+            dsn = server.ensure_database("bench")
+            migrate(dsn)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(BASELINE_SQL)
+                version = conn.execute("SHOW server_version").fetchone()[0]
+            client = CreditClient(dsn)
+            for line in ["hot", *sizes, *[f"s{i}" for i in range(1000)]]:
+                client.open_line("bench", line, Decimal(10) ** 15)
+            client.close()
+            b = Bench(server, seconds, work)
+            history = [n for n in sizes if wanted(f"reserve_history_{n}")]
+            for name in history:
+                b.build_history(name, sizes[name])
+            if wanted("naive_*"):
+                b.build_naive_history(naive_rows)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+
+            # Each ratio to a baseline compares runs made side by side: the
+            # workloads alternate in short rounds, and each keeps its median
+            # round, so that a burst of load from elsewhere on a shared machine
+            # lands on all of them or is outvoted.
+            def interleaved(group: list[str], at: list[int]) -> list:
+                # One client waits on nothing but its own commits: its figures
+                # are the steadiest, and one round is enough there.
+                return [lambda c=c, w=w: b.pgbench(w, SCRIPTS[w], c, round_seconds)
+                        for c in at for _ in range(rounds if c > 1 else 1) for w in group if wanted(w)]
+
+            def once(name: str, script: str, c: int, **kw) -> list:
+                return [lambda: b.pgbench(name, script, c, **kw)] if wanted(name) else []
+
+            tuned = interleaved(["bare_hot", "reserve_hot"], clients)
+            tuned += interleaved(SPREAD_GROUP, clients)
+            tuned += once("reserve_spread_expiring", SCRIPTS["reserve_spread_expiring"], top)
+            tuned += once("lifecycle", SCRIPTS["lifecycle"], 8)
+            for n in history:
+                tuned += once(f"reserve_history_{n}", SCRIPTS["reserve_hot"].replace("'hot'", f"'{n}'"), 8)
+            tuned += once("naive_small", SCRIPTS["naive"], 8, line=1)
+            tuned += once(naive, SCRIPTS["naive"], 8, line=2)
+            for name in ("reserve_batch_hot", "reserve_batch_spread", "payment_batch"):
+                tuned += once(name, SCRIPTS[name], 8, items=BATCH)
+            if wanted("python_reserve_hot"):
+                tuned += [lambda c=c: b.python_client("python_reserve_hot", c) for c in clients]
+
+            # The same cluster with PostgreSQL's defaults, over TCP, simple protocol.
+            default = interleaved(["bare_hot", "reserve_hot"], [8])
+            default += interleaved(SPREAD_GROUP, [top])
+            for n in ("h0", "h1m"):
+                if n in history:
+                    default += once(f"reserve_history_{n}", SCRIPTS["reserve_hot"].replace("'hot'", f"'{n}'"), 8)
+
+            b.total = len(tuned) + len(default)
+            for step in tuned:
+                step()
+            settings = {"tuned": _settings(dsn)}
+            if default:
+                port = _free_port()
+                server.stop()
+                server.start("listen_addresses=127.0.0.1", f"port={port}")
+                tcp = psycopg.conninfo.make_conninfo(host="127.0.0.1", port=port, user="postgres", dbname="bench")
+                b.use("default", tcp, "simple")
+                with psycopg.connect(tcp, autocommit=True) as conn:
+                    conn.execute("VACUUM ANALYZE")
+                for step in default:
+                    step()
+                settings["default"] = _settings(tcp)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    r = b.results
+    for config in ("tuned", "default"):
+        for c in clients:
+            _compare(r, "reserve_hot", c, "bare_hot", c, config)
+            _compare(r, "reserve_spread", c, "cte_spread", c, config)
+            _compare(r, "cte_spread", c, "bare_spread", c, config)
+            _compare(r, "cte_fn_spread", c, "cte_spread", c, config)
+            _compare(r, "model_fn_spread", c, "cte_spread", c, config)
+            _compare(r, "python_reserve_hot", c, "reserve_hot", c, config, f"pgbench reserve_hot @{c}")
+        for name in sizes:
+            _compare(r, f"reserve_history_{name}", 8, "reserve_history_h0", 8, config)
+    _compare(r, "reserve_spread_expiring", top, "reserve_spread", top)
+    _compare(r, "lifecycle", 8, "reserve_spread", 8)
+    _compare(r, naive, 8, "naive_small", 8)
+    for name in ("reserve_batch_hot", "reserve_batch_spread", "payment_batch"):
+        _compare(r, name, 8, "bare_hot", 8)
+    results, targets = list(r.values()), _targets(b, naive)
+    meta = dict(version=version, settings=settings, seconds=seconds, quick=quick, rounds=rounds,
+                round_seconds=round_seconds, only=only)
+    table = markdown(results, targets, meta)
+    print(table)
+    (out / "bench.md").write_text(table)
+    plot(results, out / "bench.png")
+    return results
+
+
+def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, list[float]]]:
+    """What a change costs reserve_credit: the same workloads against a
+    database built from another sql/ tree (A, e.g. the last release from git)
+    and one built from this installation's (B), on one cluster, alternating
+    A, B, B, A, A, B ... in short rounds (which side goes first alternates,
+    so that whatever one run leaves behind, such as autovacuum work or dirty
+    buffers for the next CHECKPOINT, falls on both sides alike). Reports B/A
+    per round pair, their median and range."""
+    rounds, seconds = (1, 1) if quick else (5, 5)
+    work = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
+    pairs: list[tuple[str, list[float]]] = []
+    try:
+        with embedded.throwaway(settings=tuple(SETTINGS)) as server:
+            dsns = {}
+            for side, root in (("a", base_sql), ("b", None)):
+                dsns[side] = server.ensure_database(f"bench_{side}")
+                migrate(dsns[side], root)
+                client = CreditClient(dsns[side])
+                for line in ["hot", *[f"s{i}" for i in range(1000)]]:
+                    client.open_line("bench", line, Decimal(10) ** 15)
+                client.close()
+                with psycopg.connect(dsns[side], autocommit=True) as conn:
+                    conn.execute("VACUUM ANALYZE")
+            workloads = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8)]
+            benches = {}
+            for side, dsn in dsns.items():
+                (work / side).mkdir()
+                benches[side] = Bench(server, seconds, work / side)
+                benches[side].use("tuned", dsn, "prepared")
+                benches[side].total = len(workloads) * rounds
+            for name, clients in workloads:
+                ratios = []
+                for k in range(rounds):
+                    tps = {side: benches[side].pgbench(f"{name}_{side}", SCRIPTS[name], clients).tps
+                           for side in (("a", "b") if k % 2 == 0 else ("b", "a"))}
+                    for bench in benches.values():
+                        bench.rounds.clear()  # each pair is a ratio of its own
+                    ratios.append(tps["b"] / tps["a"])
+                pairs.append((f"{name} @{clients}", ratios))
+            version = psycopg.connect(dsns["b"]).execute("SHOW server_version").fetchone()[0]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    lines = [f"A: {base_sql}, B: this installation's sql/. PostgreSQL {version}, the bench's settings; "
+             f"A and B alternate (ABBA...) in {rounds} rounds of {seconds} s each; {os.cpu_count()} CPUs", "",
+             "| workload | B/A per round | median | range |", "|---|---|---|---|"]
+    for what, ratios in pairs:
+        lines.append(f"| {what} | {', '.join(f'{r:.3f}' for r in ratios)} | {statistics.median(ratios):.3f} | "
+                     f"{min(ratios):.3f}–{max(ratios):.3f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ab.md").write_text(text)
+    return pairs
+
+
+def _settings(dsn: str) -> dict[str, str]:
+    """The settings that shape these figures, as the server reports them."""
+    names = ["fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "max_wal_size",
+             "checkpoint_timeout", "wal_buffers", "listen_addresses"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return {n: conn.execute(f"SHOW {n}").fetchone()[0] for n in names}
+
+
+def markdown(results: list[Result], targets: list[Target], meta: dict) -> str:
+    how = {"tuned": "Unix socket, pgbench -M prepared", "default": "TCP 127.0.0.1, pgbench -M simple"}
+    lines = [f"PostgreSQL {meta['version']}, {os.cpu_count()} CPUs; {meta['seconds']} s per run; workloads "
+             f"compared with a baseline alternate with it in {meta['rounds']} rounds of {meta['round_seconds']} s "
+             f"and keep their median round"
+             + (" (--quick: sizes and durations reduced, figures not comparable)" if meta["quick"] else "")
+             + (f"; only {meta['only']}" if meta["only"] else ""), ""]
+    for config, values in meta["settings"].items():
+        lines.append(f"- **{config}** ({how[config]}): " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    lines += ["", "| server | workload | clients | tps | items/s | p50 ms | p99 ms | compared with | ratio |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for x in results:
+        ratio = f"{x.ratio:.2f}" if x.ratio is not None else ""
+        items = f"{x.items_per_s:,.0f}" if x.items > 1 else ""
+        lines.append(f"| {x.config} | {x.name} | {x.clients} | {x.tps:,.0f} | {items} | {x.p50_ms:.2f} | "
+                     f"{x.p99_ms:.2f} | {x.baseline} | {ratio} |")
+    lines += ["", "| server | target | ratio | rounds | wanted | |", "|---|---|---|---|---|---|"]
+    for t in targets:
+        wanted = f"≥ {t.minimum:g}" if t.minimum is not None else "reported"
+        verdict = "" if t.minimum is None else ("met" if t.met else "MISSED")
+        lines.append(f"| {t.config} | {t.what} | {t.ratio:.3f} | {t.rounds} | {wanted} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[Result], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib is not installed: no plot; pip install 'pgcredit[bench]')", file=sys.stderr)
+        return
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(18, 5.5))
+    tuned = [x for x in results if x.config == "tuned"]
+    for name, style in [("bare_hot", "k--"), ("reserve_hot", "C0-o"), ("python_reserve_hot", "C2-^"),
+                        ("bare_spread", "k:"), ("cte_spread", "C3-.d"), ("reserve_spread", "C1-s")]:
+        pts = sorted((x.clients, x.tps) for x in tuned if x.name == name)
+        if pts:
+            left.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
+    ticks = sorted({x.clients for x in tuned}) or [1]
+    left.set(xscale="log", xlabel="clients", ylabel="calls / s", title="Single calls vs the baselines (tuned)")
+    left.set_xticks(ticks, labels=[str(c) for c in ticks])
+    left.legend(fontsize=8)
+    # The targets' pairs on both server configurations.
+    pairs = [("bare_hot", 8), ("reserve_hot", 8), ("bare_spread", 32), ("cte_spread", 32), ("cte_fn_spread", 32),
+             ("model_fn_spread", 32), ("reserve_spread", 32)]
+    labels = [f"{n} @{c}" for n, c in pairs]
+    width = 0.4
+    for k, (config, color) in enumerate([("tuned", "C0"), ("default", "C1")]):
+        values = [next((x.tps for x in results if (x.name, x.clients, x.config) == (n, c, config)), 0)
+                  for n, c in pairs]
+        middle.barh([i + k * width for i in range(len(pairs))], values, width, color=color,
+                    label={"tuned": "tuned, socket, prepared", "default": "defaults, TCP, simple"}[config])
+    middle.set_yticks([i + width / 2 for i in range(len(pairs))], labels=labels)
+    middle.set(xlabel="calls / s", title="Both server configurations")
+    middle.legend(fontsize=8)
+    bars = [x for x in tuned if x.name.startswith(("reserve_history", "naive", "lifecycle", "reserve_batch",
+                                                    "payment_batch"))]
+    right.barh([x.name for x in bars], [x.items_per_s for x in bars], color="C0")
+    right.axvline(next((x.tps for x in tuned if (x.name, x.clients) == ("bare_hot", 8)), 0), color="k", ls="--",
+                  label="bare_hot @8")
+    right.set(xscale="log", xlabel="items / s (8 clients, log scale)", title="Bulk calls, history, source design")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,58 @@
+"""The README's examples run as written (only the DSN is swapped)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def block(lang: str, heading: str) -> str:
+    section = README.split(heading, 1)[1]
+    return re.search(rf"```{lang}\n(.*?)```", section, re.S).group(1)
+
+
+def test_python_example(dsn, capsys):
+    code = block("python", "## From Python").replace('"postgresql://app@db/shop"', repr(dsn))
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "short by 1500.00"
+
+
+def test_sql_example(conn):
+    statements = [s.strip() for s in re.sub(r"--.*", "", block("sql", "## From SQL")).split(";") if s.strip()]
+    results = [conn.execute(s).fetchall() for s in statements]
+    refused = results[2][0]
+    assert (refused["code"], refused["available"], refused["shortfall"]) == \
+        ("insufficient_credit", Decimal("97500.00"), Decimal("1500.00"))
+    assert all(r[0]["code"] == "ok" for r in results[:2] + results[3:6])
+    assert results[-1] == []  # reconcile(): healthy
+
+
+def test_order_and_receivables_screen_examples(dsn, conn, capsys):
+    section = "## An order screen and a receivables screen"
+    code = block("python", section).replace('"postgresql://app@db/shop"', repr(dsn))
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "order-2 800.00 active"
+    assert out[2].startswith("1200.00 1200.00 ")
+    assert out[3:] == ["kiosk 0.00 1200.00 1200.00", "refused: unpaid invoices are past due", "ok"]
+    statements = [s.strip() for s in re.sub(r"--.*", "", block("sql", section)).split(";") if s.strip()]
+    results = [conn.execute(s).fetchall() for s in statements]
+    assert [r["order_ref"] for r in results[0]] == ["order-2", "order-3"]
+    assert results[2][0]["code"] == "ok" and results[3][0]["retailer_id"] == "kiosk"
+    assert results[4][0]["past_due"] == 0
+    assert results[6][0]["code"] == results[7][0]["code"] == "ok"
+
+def test_bulk_call_examples(dsn, conn, capsys):
+    conn.execute("SELECT credit.open_line('acme', 'corner-store', 100000)")
+    from pgcredit import CreditClient
+
+    credit = CreditClient(dsn)
+    exec(compile(block("python", "## Bulk calls"), "README.md", "exec"), {"credit": credit, "Decimal": Decimal})
+    credit.close()
+    assert capsys.readouterr().out.strip() == "[(1, 'ok'), (2, 'insufficient_credit')]"
+    rows = conn.execute(re.sub(r"--.*", "", block("sql", "## Bulk calls"))).fetchall()
+    assert [(r["item"], r["code"], r["outstanding"]) for r in rows] == \
+        [(1, "ok", Decimal("-500.00")), (2, "ok", Decimal("-900.00"))]

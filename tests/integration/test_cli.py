@@ -1,0 +1,157 @@
+"""The `pgcredit` command, with a DSN and with its own embedded servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from support.db import call
+from pgcredit.tools.cli import AGING_COLUMNS, main
+
+
+def pgcredit(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pgcredit", *args], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+
+
+def test_demo_against_a_given_database(dsn, capsys):
+    assert main(["demo", "--dsn", dsn]) == 0
+    out = capsys.readouterr().out
+    for title in ("Scenario 1", "Scenario 2", "Scenario 3", "Scenario 4", "Race: 32 concurrent"):
+        assert title in out
+    assert "20 ok, 12 insufficient_credit" in out
+    assert "FAIL" not in out and "all expectations held" in out
+
+
+def test_demo_with_no_database_configured(cluster):
+    done = pgcredit("demo", env={"PGCREDIT_PG_BIN": str(cluster.bin)})
+    assert done.returncode == 0, done.stderr
+    assert "starting a throwaway PostgreSQL" in done.stdout and "all expectations held" in done.stdout
+
+
+def test_migrate_reconcile_status_expire_with_a_dsn(dsn, conn, capsys):
+    assert main(["migrate", "--dsn", dsn]) == 0
+    assert "no migration pending" in capsys.readouterr().out
+    call(conn, "open_line", "w", "r", 100)
+    call(conn, "reserve_credit", "w", "r", "o", 10)
+    assert main(["--dsn", dsn, "reconcile"]) == 0
+    assert "healthy" in capsys.readouterr().out
+    conn.execute("UPDATE credit.line SET reserved = 11")
+    assert main(["reconcile", "--dsn", dsn]) == 1
+    assert "reserved_total\tw/r\texpected 10.00\tactual 11" in capsys.readouterr().out
+    assert main(["status", "--dsn", dsn]) == 0
+    out = capsys.readouterr().out
+    assert "migrations pending: none" in out and "book (per currency and line status)" in out
+    assert main(["expire", "--dsn", dsn]) == 0
+    assert "expired 0 hold(s)" in capsys.readouterr().out
+
+
+def test_aging_as_a_table_and_as_csv(dsn, conn, capsys):
+    call(conn, "open_line", "w", "r", 1000)
+    call(conn, "open_line", "v", "r", 1000)
+    for w in ("w", "v"):
+        call(conn, "reserve_credit", w, "r", "o", 300)
+        call(conn, "convert_to_debit", w, "r", "o", None, "2000-01-01")
+    assert main(["aging", "--dsn", dsn, "--wholesaler", "w"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "aging as of today" and out[1].split()[:3] == ["wholesaler", "retailer", "cur"]
+    assert out[3].split() == ["w", "r", "INR", "0.00", "0.00", "0.00", "0.00", "300.00", "0.00", "300.00",
+                              "2000-01-01"]
+    assert out[-1] == "1 line(s) with anything unpaid or unapplied"
+    assert main(["aging", "--dsn", dsn, "--as-of", "2001-01-01", "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [",".join(AGING_COLUMNS)]  # nothing was made by then
+    assert main(["aging", "--dsn", dsn, "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "v,r,INR,0.00,0.00,0.00,0.00,300.00,0.00,300.00,2000-01-01",
+        "w,r,INR,0.00,0.00,0.00,0.00,300.00,0.00,300.00,2000-01-01"]
+    with pytest.raises(SystemExit):
+        main(["aging", "--dsn", dsn, "--as-of", "yesterday"])
+
+
+def test_migrate_refuses_a_database_that_is_not_utf8(cluster, capsys):
+    with cluster.admin() as conn:
+        conn.execute("CREATE DATABASE ascii_db ENCODING 'SQL_ASCII' TEMPLATE template0")
+    try:
+        assert main(["migrate", "--dsn", cluster.dsn("ascii_db")]) == 2
+        assert "encoding SQL_ASCII; pgcredit needs UTF8" in capsys.readouterr().err
+        with psycopg.connect(cluster.dsn("ascii_db")) as conn:
+            assert conn.execute("SELECT to_regnamespace('credit')").fetchone() == (None,)
+    finally:
+        cluster.drop_database("ascii_db")
+
+
+def test_database_url_is_used(dsn, capsys, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    assert main(["reconcile"]) == 0
+
+
+def test_unmigrated_database_gets_a_hint(cluster, capsys):
+    empty = cluster.create_database(template=None)
+    try:
+        assert main(["reconcile", "--dsn", cluster.dsn(empty)]) == 2
+        assert "pgcredit migrate" in capsys.readouterr().err
+    finally:
+        cluster.drop_database(empty)
+
+
+def test_persistent_embedded_server(cluster):
+    home = Path(tempfile.mkdtemp(prefix="pgc-home-"))  # /tmp, so the server account can reach it
+    os.chmod(home, 0o755)
+    env = {"PGCREDIT_HOME": str(home / "h"), "PGCREDIT_PG_BIN": str(cluster.bin)}
+    try:
+        status = pgcredit("status", env=env)
+        assert status.returncode == 1 and "run `pgcredit migrate`" in status.stdout
+        assert pgcredit("migrate", env=env).returncode == 0
+        assert pgcredit("reconcile", env=env).returncode == 0
+        data = home / "h" / f"pg{cluster.major}" / "data"
+        assert (data / "PG_VERSION").exists()  # the data persists between commands
+        assert "migrations pending: none" in pgcredit("status", env=env).stdout
+        stop = pgcredit("stop", env=env)
+        assert "stopped" in stop.stdout
+    finally:
+        pgcredit("stop", env=env)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_bench_quick_runs_and_reports(tmp_path):
+    """Only that it runs and reports: speed is measured by `pgcredit bench`, not asserted."""
+    done = pgcredit("bench", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[1/" in done.stderr  # progress
+    report = (tmp_path / "bench.md").read_text()
+    assert report == done.stdout.strip() + "\n"
+    for workload in ("bare_hot", "reserve_hot", "bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread",
+                     "reserve_spread", "lifecycle",
+                     "reserve_history_h0", "reserve_history_h1m", "naive_small", "python_reserve_hot",
+                     "reserve_batch_hot", "reserve_batch_spread", "payment_batch"):
+        assert f"| tuned | {workload} |" in report
+    # The second server configuration: PostgreSQL's defaults, TCP, simple protocol.
+    for workload in ("bare_hot", "reserve_hot", "cte_spread", "cte_fn_spread", "model_fn_spread",
+                     "reserve_spread", "reserve_history_h1m"):
+        assert f"| default | {workload} |" in report
+    assert "pgbench -M simple" in report and "shared_buffers=128MB" in report
+    assert "| server | target | ratio | rounds | wanted | |" in report
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_compare_sql_runs_and_reports(tmp_path):
+    """The A/B against another sql/ tree (here: this one, so both sides are
+    the same code): it runs, alternates, and reports a ratio per round."""
+    sql = Path(__file__).resolve().parents[2] / "sql"
+    done = pgcredit("bench", "--compare-sql", str(sql), "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = (tmp_path / "ab.md").read_text()
+    assert f"A: {sql}, B: this installation's sql/" in report
+    rows = [line for line in report.splitlines() if line.startswith("| reserve_")]
+    assert [r.split(" | ")[0] for r in rows] == ["| reserve_hot @8", "| reserve_spread @32", "| reserve_spread @8"]
+    for row in rows:
+        assert float(row.split(" | ")[2]) > 0  # the median of B/A

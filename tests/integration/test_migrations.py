@@ -1,0 +1,255 @@
+"""Migrations and function files: naming, re-runs, changed bodies, and that
+every way of installing yields the same schema."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from support.db import private_server
+from pgcredit.migrate import OBJECT_FOLDERS, migrate, object_files, sql_dir
+
+MIGRATIONS = sorted((sql_dir() / "migrations").glob("*.sql"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def release_objects(k: int, dest: Path) -> None:
+    """Into dest: the function (and view) folders that shipped with the first k
+    migrations, as they were on main just before migration k+1 reached it
+    (today's for the last release). Today's files may use what a later
+    migration creates (a role, a table), so they cannot stand in for an older
+    release's. --first-parent: a migration made on a branch reaches main with
+    the merge, whose first parent is main as it was released."""
+    if k == len(MIGRATIONS):
+        for folder in OBJECT_FOLDERS:
+            shutil.copytree(sql_dir() / folder, dest / folder)
+        return
+    added = subprocess.run(["git", "-C", str(REPO), "log", "--first-parent", "--diff-filter=A", "--format=%H", "--",
+                            f"sql/migrations/{MIGRATIONS[k].name}"], capture_output=True, text=True)
+    if added.returncode:
+        pytest.skip(f"git history of sql/migrations is unavailable ({added.stderr.strip()}): "
+                    "older releases' function files cannot be rebuilt")
+    commits = added.stdout.split()
+    rev = f"{commits[-1]}^" if commits else "HEAD"  # not committed yet: HEAD is the release before it
+    # Views lived among the functions until they got a folder of their own.
+    folders = [f"sql/{f}" for f in OBJECT_FOLDERS
+               if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{rev}:sql/{f}"]).returncode == 0]
+    tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, *folders], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        archive.extractall(dest / ".release", **safe)
+    for folder in (dest / ".release" / "sql").iterdir():
+        folder.rename(dest / folder.name)
+
+
+@pytest.mark.parametrize("path", MIGRATIONS, ids=lambda p: p.name)
+def test_migration_names(path):
+    assert re.fullmatch(r"\d{4}_[a-z]+(_[a-z0-9]+)+\.sql", path.name)
+
+
+def test_migration_numbers_are_a_sequence():
+    assert [int(p.name[:4]) for p in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_function_files_hold_one_object_named_after_the_file():
+    for path in object_files(sql_dir()):
+        text = path.read_text()
+        created = re.findall(r"CREATE OR REPLACE (?:FUNCTION|VIEW) credit\.(\w+)", text)
+        assert created == [path.stem], path.name
+        assert text.startswith("SET ROLE credit_owner;"), path.name
+
+
+def schema_dump(cluster, dbname: str) -> str:
+    out = subprocess.run([str(cluster.bin / "pg_dump"), "--schema-only", "--schema=credit",
+                          cluster.dsn(dbname)], capture_output=True, text=True, check=True).stdout
+    # Comments and session settings are not schema; \restrict lines carry a random key (PG 17.6+).
+    return "\n".join(line for line in out.splitlines()
+                     if line and not line.startswith(("--", "SET ", "SELECT pg_catalog.set_config", "\\")))
+
+
+def test_migrate_twice_is_a_no_op(cluster, dbname):
+    before = schema_dump(cluster, dbname)
+    report = migrate(cluster.dsn(dbname))
+    assert report.applied == [] and report.function_files == len(object_files(sql_dir()))
+    assert schema_dump(cluster, dbname) == before
+
+
+def test_changed_function_file_is_live_after_migrate(cluster, dbname, tmp_path):
+    root = tmp_path / "sql"
+    shutil.copytree(sql_dir(), root)
+    f = root / "functions" / "get_available.sql"
+    assert "l.status::text, l.currency" in f.read_text()
+    f.write_text(f.read_text().replace("l.status::text, l.currency", "l.status::text, lower(l.currency)"))
+    dsn = cluster.dsn(dbname)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT credit.open_line('w', 'r', 1)")
+        assert conn.execute("SELECT currency FROM credit.get_available('w', 'r')").fetchone()[0] == "INR"
+        assert migrate(dsn, root).applied == []  # nothing pending, yet the files are reloaded
+        assert conn.execute("SELECT currency FROM credit.get_available('w', 'r')").fetchone()[0] == "inr"
+
+
+def release(k: int, root: Path) -> Path:
+    """sql/ as release k shipped it: its first k migrations and its function files."""
+    (root / "migrations").mkdir(parents=True)
+    for m in MIGRATIONS[:k]:
+        shutil.copy(m, root / "migrations")
+    release_objects(k, root)
+    return root
+
+
+def test_fresh_install_equals_upgrade_path(cluster, dbname, tmp_path):
+    """A database that met every migration as a separate release, with the
+    function files of that release reloaded after each, ends where a fresh
+    install does."""
+    upgraded = cluster.create_database(template=None)
+    try:
+        for k in range(1, len(MIGRATIONS) + 1):
+            root = release(k, tmp_path / f"release{k}")
+            assert migrate(cluster.dsn(upgraded), root).applied == [MIGRATIONS[k - 1].stem]
+        assert schema_dump(cluster, upgraded) == schema_dump(cluster, dbname)
+    finally:
+        cluster.drop_database(upgraded)
+
+
+def test_upgrade_keeps_the_book(cluster, tmp_path):
+    """A book written under the first schema (rows as its functions left them)
+    survives every later migration: totals reconcile, keys replay, work goes on."""
+    db = cluster.create_database(template=None)
+    try:
+        migrate(cluster.dsn(db), release(1, tmp_path / "release1"))
+        with psycopg.connect(cluster.dsn(db), autocommit=True) as conn:
+            line = conn.execute(
+                "INSERT INTO credit.line (wholesaler_id, retailer_id, credit_limit, currency, payment_terms_days,"
+                " reserved, outstanding) VALUES ('w', 'r', 1000, 'INR', 30, 100, 35) RETURNING id").fetchone()[0]
+            held = conn.execute("INSERT INTO credit.reservation (line_id, order_ref, amount)"
+                                " VALUES (%s, 'held', 100) RETURNING id", [line]).fetchone()[0]
+            done = conn.execute(
+                "INSERT INTO credit.reservation (line_id, order_ref, amount, status, converted_at,"
+                " converted_amount, released_amount) VALUES (%s, 'delivered', 50, 'converted', now(), 50, 0)"
+                " RETURNING id", [line]).fetchone()[0]
+            debit = conn.execute(
+                "INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, due_date, reservation_id)"
+                " VALUES (%s, 'DEBIT', 50, 'delivered', current_date - 10, %s) RETURNING id",
+                [line, done]).fetchone()[0]
+            conn.execute("UPDATE credit.reservation SET debit_entry_id = %s WHERE id = %s", [debit, done])
+            conn.execute("INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref)"
+                         " VALUES (%s, 'CREDIT', 20, 'paid'), (%s, 'ADJUSTMENT', 5, 'fee')", [line, line])
+
+        assert migrate(cluster.dsn(db)).applied == [m.stem for m in MIGRATIONS[1:]]
+        with psycopg.connect(cluster.dsn(db), autocommit=True) as conn:
+            def one(sql):
+                return conn.execute(sql).fetchone()
+
+            assert conn.execute("SELECT * FROM credit.reconcile()").fetchall() == []
+            # The v1 ledger now has its open items: the payment settled the debit in part.
+            assert one("SELECT outstanding, past_due, oldest_unpaid_due_date = current_date - 10"
+                       " FROM credit.get_available('w', 'r')") == (35, 30, True)
+            assert one("SELECT not_due, days_1_30, unapplied_credit, outstanding FROM credit.aging()") \
+                == (5, 30, 0, 35)
+            assert one("SELECT code, replayed FROM credit.record_payment('w', 'r', 'paid', 20)") == ("ok", True)
+            assert one("SELECT code, reservation_id, replayed FROM credit.reserve_credit('w', 'r', 'held', 100)") \
+                == ("ok", held, True)
+            assert one("SELECT code, ledger_entry_id, replayed FROM credit.convert_to_debit('w', 'r', 'delivered')") \
+                == ("ok", debit, True)
+            assert one("SELECT code FROM credit.release_reservation('w', 'r', 'held')") == ("ok",)
+            assert one("SELECT code FROM credit.reserve_credit('w', 'r', 'new', 1000)") == ("insufficient_credit",)
+            assert one("SELECT code FROM credit.reserve_credit('w', 'r', 'new', 900)") == ("ok",)
+            assert one("SELECT code FROM credit.convert_to_debit('w', 'r', 'new')") == ("ok",)
+            assert one("SELECT reserved, outstanding FROM credit.get_available('w', 'r')") == (0, 935)
+            assert conn.execute("SELECT * FROM credit.reconcile()").fetchall() == []
+    finally:
+        cluster.drop_database(db)
+
+
+def test_dba_install_with_psql_alone_equals_migrate(cluster, dbname):
+    """The README's command for installing without Python."""
+    plain = cluster.create_database(template=None)
+    try:
+        files = sorted((sql_dir() / "migrations").glob("*.sql")) + object_files(sql_dir())
+        sql = "".join(f.read_text() + "\n" for f in files)
+        done = subprocess.run([str(cluster.bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1",
+                               "-d", cluster.dsn(plain)], input=sql, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert schema_dump(cluster, plain) == schema_dump(cluster, dbname)
+    finally:
+        cluster.drop_database(plain)
+
+
+def test_wheel_ships_the_sql(tmp_path):
+    """pip install alone must be able to migrate: sql/ is inside the wheel."""
+    repo = REPO
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(repo)], capture_output=True, text=True)
+    if done.returncode:  # hatchling may be missing from the venv: build in isolation then
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+                               str(repo)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    import zipfile
+    (wheel,) = tmp_path.glob("pgcredit-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for f in MIGRATIONS + object_files(sql_dir()):
+        assert f"pgcredit/sql/{f.parent.name}/{f.name}" in names
+
+
+def _owned_database(cluster, owner: str, *role_options: str, grant_owner: bool = False) -> str:
+    with cluster.admin() as conn:
+        conn.execute(f"CREATE ROLE {owner} LOGIN {' '.join(role_options)}")
+        if grant_owner:
+            conn.execute(f"GRANT credit_owner TO {owner}")
+    name = cluster.create_database(template=None)
+    with cluster.admin() as conn:
+        conn.execute(f'ALTER DATABASE "{name}" OWNER TO {owner}')
+    return name
+
+
+def _drop(cluster, name: str, owner: str) -> None:
+    cluster.drop_database(name)
+    with cluster.admin() as conn:
+        conn.execute(f"DROP ROLE {owner}")
+
+
+def test_non_superuser_owner_that_a_dba_made_a_credit_owner(cluster):
+    name = _owned_database(cluster, "owner_granted", grant_owner=True)
+    try:
+        dsn = cluster.dsn(name, user="owner_granted")
+        assert migrate(dsn).applied == [m.stem for m in MIGRATIONS]
+        assert migrate(dsn).applied == []
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT code FROM credit.open_line('w', 'r', 5)").fetchone() == ("ok",)
+            assert conn.execute("SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc "
+                                "WHERE pronamespace = 'credit'::regnamespace").fetchall() == [("credit_owner",)]
+    finally:
+        _drop(cluster, name, "owner_granted")
+
+
+def test_non_superuser_owner_without_the_role_gets_a_clear_error(cluster):
+    name = _owned_database(cluster, "owner_alone")
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+            migrate(cluster.dsn(name, user="owner_alone"))
+        assert "GRANT credit_owner TO owner_alone" in err.value.diag.message_hint
+        with psycopg.connect(cluster.dsn(name)) as conn:
+            assert conn.execute("SELECT to_regnamespace('credit')").fetchone() == (None,)
+    finally:
+        _drop(cluster, name, "owner_alone")
+
+
+def test_non_superuser_owner_with_createrole_on_a_new_cluster(cluster):
+    """Where the credit roles do not exist yet, the owner's migration creates them."""
+    with private_server(cluster) as server:
+        with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+            conn.execute("CREATE ROLE dbowner LOGIN CREATEROLE")
+            conn.execute("CREATE DATABASE shop OWNER dbowner")
+        dsn = psycopg.conninfo.make_conninfo(server.conninfo("shop"), user="dbowner")
+        assert migrate(dsn).applied == [m.stem for m in MIGRATIONS]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+            assert conn.execute("SELECT code FROM credit.open_line('w', 'r', 5)").fetchone() == ("ok",)
