@@ -2,7 +2,7 @@
 -- the partition list, and the error translation every routing function uses.
 -- The routing functions, their result types and the views are generated from
 -- the partitions' own catalog by `pgcredit migrate --partitions`
--- (client/pgcredit/partitions.py). Re-applied on every such migrate.
+-- (client/pgcredit/partitions/generator.py). Re-applied on every such migrate.
 
 -- The same roles as on a single server (0001_create_schema.sql).
 DO $roles$

@@ -76,13 +76,14 @@ def capture():
     import psycopg
 
     from pgcredit import partitions
+    from pgcredit.partitions import deployment
     from pgcredit.migrate import migrate, sql_dir
     from pgcredit.tools import embedded
 
     with embedded.throwaway() as server:
         dsn = server.ensure_database("partition")
         migrate(dsn)
-        partitions._set_up_partition(dsn, 0, 4, sql_dir(), None)
+        deployment._set_up_partition(dsn, 0, 4, sql_dir(), None)
         with psycopg.connect(dsn, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
             return partitions.read_catalog(conn), f"partition 0 of 4, PostgreSQL {version}, this tree's sql/"
