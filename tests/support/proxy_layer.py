@@ -75,18 +75,16 @@ def capture():
     came from."""
     import psycopg
 
-    from pgcredit import partitions
-    from pgcredit.partitions import deployment
-    from pgcredit.migrate import migrate, sql_dir
+    from pgcredit.partitions import read_catalog
+    from pgcredit.partitions.deployment import set_up_partition
     from pgcredit.tools import embedded
 
     with embedded.throwaway() as server:
         dsn = server.ensure_database("partition")
-        migrate(dsn)
-        deployment._set_up_partition(dsn, 0, 4, sql_dir(), None)
+        set_up_partition(dsn, 0, 4)
         with psycopg.connect(dsn, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
-            return partitions.read_catalog(conn), f"partition 0 of 4, PostgreSQL {version}, this tree's sql/"
+            return read_catalog(conn), f"partition 0 of 4, PostgreSQL {version}, this tree's sql/"
 
 
 def write_goldens() -> None:

@@ -8,10 +8,13 @@ tests/support/proxy_layer.py."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
+from pgcredit.migrate import sql_dir
 from pgcredit.partitions import Function, PartitionSetupError, View, generate_layer, login_grants
+from pgcredit.partitions.deployment import STATIC_FILES, defined_functions
 from support.proxy_layer import COUNTS, LOGIN_GRANTS, golden_path, load
 
 AGAIN = "if the change is meant: .venv/bin/python tests/support/proxy_layer.py --golden, and review the diff"
@@ -157,3 +160,14 @@ def test_what_has_no_routing_rule_is_refused_naming_where_to_add_it(catalog):
     view = View("monitor_notes", (("notes", "bigint"),), ("credit_monitor",))
     with pytest.raises(PartitionSetupError, match=r"view credit\.monitor_notes has no rule.*VIEWS"):
         generate_layer(dataclasses.replace(catalog, views=(*catalog.views, view)), 4)
+
+
+def test_the_functions_a_rebuild_keeps_are_those_the_static_sql_defines():
+    """A rebuild drops every function of credit and credit_route but those of
+    sql/proxy/proxy.sql and line_hash.sql, named by reading those files."""
+    static = "".join((sql_dir() / "proxy" / name).read_text(encoding="utf-8") for name in STATIC_FILES)
+    kept = defined_functions(static)
+    assert {"credit._partition_error", "credit._line_hash", "credit._jsonb_counts_sum"} <= kept
+    assert len(kept) == len(re.findall(r"^CREATE OR REPLACE (?:FUNCTION|AGGREGATE) ", static, re.MULTILINE))
+    generated = set(re.findall(r"^CREATE FUNCTION (credit\w*\.\w+)\(", golden_path(4).read_text(), re.MULTILINE))
+    assert len(generated) > 50 and not generated & kept

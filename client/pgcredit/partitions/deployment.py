@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 
-from ..migrate import MigrateReport, migrate, sql_dir
+from ..migrate import MigrateReport, apply_migrations, migrate, sql_dir
 from .catalog import read_catalog
 from .common import CLUSTER, LOGIN, PartitionSetupError
 from .generator import generate_layer, login_grants
@@ -48,6 +49,24 @@ def location(dsn: str) -> str:
 
 def _read_sql(name: str, root: Path) -> str:
     return (root / "proxy" / name).read_text(encoding="utf-8")
+
+
+# The versioned tables (yoyo) of the proxy and of every partition, beside
+# the single server's sql/migrations; their ids start with proxy_ and
+# partition_, distinct from the single server's in yoyo's records.
+PROXY_MIGRATIONS = "proxy_migrations"
+PARTITION_MIGRATIONS = "partition_migrations"
+
+# The proxy's fixed functions, applied before the generated layer and never
+# dropped with it.
+STATIC_FILES = ("proxy.sql", "line_hash.sql")
+_DEFINED = re.compile(r"^CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|AGGREGATE)\s+(credit\w*)\.(\w+)\s*\(",
+                      re.IGNORECASE | re.MULTILINE)
+
+
+def defined_functions(static_sql: str) -> set[str]:
+    """schema.name of every function and aggregate the SQL text creates."""
+    return {f"{schema}.{name}" for schema, name in _DEFINED.findall(static_sql)}
 
 
 # An ordering probe: list_lines' pages are merged on the proxy in the proxy's
@@ -93,10 +112,17 @@ def _check_partition(dsn: str, index: int, count: int) -> None:
                     "single server's lines into partitions)")
 
 
-def _set_up_partition(dsn: str, index: int, count: int, root: Path, password_hash: str | None) -> str:
-    """Records the partition's place and strides its identity sequences (ids
-    index+1, index+1+count, ...: unique across partitions); creates the login
-    the proxy uses. Returns the partition's hash fingerprint."""
+def set_up_partition(dsn: str, index: int, count: int, root: Path | None = None,
+                     password_hash: str | None = None) -> tuple[MigrateReport, str]:
+    """Migrates the database like a single server, then makes it partition
+    `index` of `count`: its own migrations and functions, the login the proxy
+    uses (with password_hash, a SCRAM verifier, when given), its identity
+    sequences strided (ids index+1, index+1+count, ...: unique across
+    partitions) and its place recorded. Returns what was migrated and the
+    partition's hash fingerprint."""
+    root = root or sql_dir()
+    report = migrate(dsn, root)
+    applied = apply_migrations(dsn, root / "proxy" / PARTITION_MIGRATIONS)
     with psycopg.connect(dsn) as conn:
         conn.execute(sql.SQL("DO $login$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {}) "
                              "THEN CREATE ROLE {} LOGIN; END IF; END $login$").format(
@@ -128,7 +154,7 @@ def _set_up_partition(dsn: str, index: int, count: int, root: Path, password_has
         conn.execute("INSERT INTO credit.partition_config (partition_index, partition_count, hash_fingerprint) "
                      "VALUES (%s, %s, %s) ON CONFLICT (one_row) DO NOTHING", [index, count, fingerprint])
         conn.execute("RESET ROLE")
-    return fingerprint
+    return MigrateReport(report.applied + applied, report.function_files), fingerprint
 
 
 # -- The proxy ----------------------------------------------------------------------------
@@ -139,6 +165,7 @@ class PartitionReport:
     functions: int
     views: int
     layer_changed: bool
+    proxy_applied: list[str] = field(default_factory=list)  # the proxy's migrations applied
 
 
 def _recorded(conn: psycopg.Connection):
@@ -200,11 +227,13 @@ def migrate_partitions(proxy_dsn: str, partition_dsns: list[str], root: Path | N
         password = secrets.token_urlsafe(24)
     reports, catalogs, fingerprints = [], [], set()
     for i, dsn in enumerate(partition_dsns):
-        report = migrate(dsn, root)
+        verifier = None
+        if first_setup:
+            with psycopg.connect(dsn) as conn:
+                verifier = conn.pgconn.encrypt_password(password.encode(), LOGIN.encode(), b"scram-sha-256").decode()
+        report, fingerprint = set_up_partition(dsn, i, count, root, verifier)
         reports.append(report)
-        with psycopg.connect(dsn) as conn:
-            verifier = conn.pgconn.encrypt_password(password.encode(), LOGIN.encode(), b"scram-sha-256").decode()
-        fingerprints.add(_set_up_partition(dsn, i, count, root, verifier if first_setup else None))
+        fingerprints.add(fingerprint)
         with psycopg.connect(dsn, autocommit=True) as conn:
             catalogs.append(read_catalog(conn))
             if conn.execute(_ORDERING).fetchone()[0] != ordering:
@@ -228,7 +257,10 @@ def migrate_partitions(proxy_dsn: str, partition_dsns: list[str], root: Path | N
         raise PartitionSetupError("the partitions hash line keys differently (different PostgreSQL versions "
                                   "or machine architectures?): they cannot share one routing")
 
-    static = _read_sql("proxy.sql", root) + _read_sql("line_hash.sql", root)
+    proxy_applied = apply_migrations(proxy_dsn, root / "proxy" / PROXY_MIGRATIONS)
+    if proxy_applied:
+        progress(f"proxy: applied {', '.join(proxy_applied)}")
+    static = "".join(_read_sql(name, root) for name in STATIC_FILES)
     layer = generate_layer(catalogs[0], count)
     digest = hashlib.sha256((static + layer).encode()).hexdigest()
     changed = recorded is None or recorded[2] != digest
@@ -243,7 +275,7 @@ def migrate_partitions(proxy_dsn: str, partition_dsns: list[str], root: Path | N
             if recorded is not None and recorded[1] != fingerprint:
                 raise PartitionSetupError("this proxy now hashes line keys differently from when its lines were "
                                           "placed: routing would look for them on the wrong partitions")
-            _drop_layer(proxy)
+            _drop_layer(proxy, keep=defined_functions(static))
             _configure_cluster(proxy, places, password)
             proxy.execute(layer)
             proxy.execute("""
@@ -254,20 +286,20 @@ def migrate_partitions(proxy_dsn: str, partition_dsns: list[str], root: Path | N
     functions = len(catalogs[0].functions)
     progress(f"proxy: routing layer for {functions} functions and {len(catalogs[0].views)} views "
              + ("installed" if changed else "unchanged"))
-    return PartitionReport(reports, functions, len(catalogs[0].views), changed)
+    return PartitionReport(reports, functions, len(catalogs[0].views), changed, proxy_applied)
 
 
-def _drop_layer(conn: psycopg.Connection) -> None:
+def _drop_layer(conn: psycopg.Connection, keep: set[str]) -> None:
     """Drops the generated objects (views, then functions, then types), each
     without CASCADE: an object of someone else's that depends on one of them
-    stops the migration with PostgreSQL's own error naming it."""
+    stops the migration with PostgreSQL's own error naming it. keep: the
+    functions (schema.name) of the static SQL, which stay."""
     views = conn.execute("SELECT c.oid::regclass::text FROM pg_class c WHERE c.relkind = 'v' "
                          "AND c.relnamespace = 'credit'::regnamespace").fetchall()
     functions = conn.execute("""
         SELECT p.oid::regprocedure::text FROM pg_proc p
          WHERE p.pronamespace IN ('credit'::regnamespace, 'credit_route'::regnamespace)
-           AND p.proname NOT IN ('_partition_error', '_line_hash', '_line_hash_fingerprint',
-                                 '_jsonb_counts_add', '_jsonb_counts_sum')""").fetchall()
+           AND p.pronamespace::regnamespace::text || '.' || p.proname <> ALL (%s)""", [sorted(keep)]).fetchall()
     types = conn.execute("SELECT t.oid::regtype::text FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid "
                          "WHERE t.typnamespace = 'credit'::regnamespace AND c.relkind = 'c'").fetchall()
     for kind, rows in (("VIEW", views), ("FUNCTION", functions), ("TYPE", types)):
