@@ -32,7 +32,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock
 DECLARE
     v_line bigint;
 BEGIN
-    -- Two statements, as reserve_credit does: 1% cheaper than one CTE here.
+    -- Two statements, as reserve_credit does: the cheaper form here (BENCHMARKS.md).
     INSERT INTO credit.reservation AS r (line_id, order_ref, amount)
     SELECT x.id, p_ref, 1 FROM credit.line x WHERE x.wholesaler_id = 'bench' AND x.retailer_id = p_retailer
     ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING RETURNING r.line_id INTO v_line;
