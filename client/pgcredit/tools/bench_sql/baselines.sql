@@ -1,3 +1,7 @@
+-- What `pgcredit bench` compares reserve_credit with (BENCHMARKS.md, method),
+-- created once in the bench's database after pgcredit's own migrations. The
+-- workloads that call these are the scripts in workloads/.
+
 CREATE SCHEMA bench;
 -- (a) The physical limit: one conditional UPDATE of one row per reservation.
 CREATE TABLE bench.bare (id int PRIMARY KEY, used numeric NOT NULL, lim numeric NOT NULL);
