@@ -173,7 +173,8 @@ def test_a_deployment_set_up_before_the_proxy_migrations_migrates_and_still_rout
 
         report = migrate_partitions(proxy_dsn, dsns)
         assert report.layer_changed and report.proxy_applied == ["proxy_0001_create_proxy_schema"]
-        assert all(r.applied == ["partition_0001_create_partition_config"] for r in report.partitions)
+        # After the single server's migrations made since (none, or a later release's).
+        assert all(r.applied[-1:] == ["partition_0001_create_partition_config"] for r in report.partitions)
 
         with psycopg.connect(proxy_dsn, autocommit=True, row_factory=dict_row) as px:
             assert px.execute("SELECT partitions, hash_fingerprint FROM credit_route.partition_config"
