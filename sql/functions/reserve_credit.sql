@@ -130,7 +130,7 @@ COMMENT ON TYPE credit.reserve_result IS $doc$The outcome of a reservation (rese
 item).$doc$;
 COMMENT ON COLUMN credit.reserve_result.code IS $doc$ok, or why the hold was refused.$doc$;
 COMMENT ON COLUMN credit.reserve_result.reservation_id IS $doc$The hold's id (the original hold's on a replay or exists_with_different_amount); NULL when refused.$doc$;
-COMMENT ON COLUMN credit.reserve_result.status IS $doc$active; on a replay, what the hold has become since (released, converted, expired); NULL when refused.$doc$;
+COMMENT ON COLUMN credit.reserve_result.status IS $doc$active; on a replay or exists_with_different_amount, the original hold's status now (it may have been released, converted or expired since); NULL when refused.$doc$;
 COMMENT ON COLUMN credit.reserve_result.amount IS $doc$The amount asked for (the original hold's on a replay or exists_with_different_amount).$doc$;
 COMMENT ON COLUMN credit.reserve_result.available IS $doc$The line's available after the call (unchanged when refused); NULL for line_not_found.$doc$;
 COMMENT ON COLUMN credit.reserve_result.shortfall IS $doc$amount - available where that is positive, else 0.00 (on insufficient_credit: what the line lacks); NULL for line_not_found and exists_with_different_amount.$doc$;

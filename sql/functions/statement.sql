@@ -55,8 +55,8 @@ Columns:
   ref: the entry's idempotency key (order_ref, payment_ref, reversal_ref or adjustment_ref).
   memo: the reason given with a reversal or adjustment.
   due_date: a DEBIT's (or a positive ADJUSTMENT's) due date.
-  amount: the entry's effect on the balance: positive for DEBIT and ADJUSTMENT up, negative for CREDIT
-    and REVERSAL; the opening balance on the OPENING row.
+  amount: the entry's effect on the balance: DEBIT positive, CREDIT and REVERSAL negative, ADJUSTMENT as
+    signed; the balance before from_date on the OPENING row.
   balance: outstanding as of this entry.
 Raises:
   22023: an argument is invalid; the message names it, and nothing is written.

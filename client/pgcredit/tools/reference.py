@@ -173,9 +173,15 @@ SELECT p.oid, p.proname, pg_get_function_identity_arguments(p.oid), pg_get_funct
  ORDER BY p.proname, 3
 """
 
+# A column of a domain type shows the domain's base type: the domain is how a
+# table column is checked, nothing a reader passes or reads (and the
+# partitioned deployment's proxy has no domains).
 _COLUMNS = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), col_description(a.attrelid, a.attnum)
-  FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+SELECT a.attname, CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
+                       ELSE format_type(a.atttypid, a.atttypmod) END,
+       col_description(a.attrelid, a.attnum)
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+ WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 """
 
 _TYPES = """
