@@ -78,6 +78,9 @@ def parse_comment(text: str | None) -> Comment:
             section, rest = header.group(1), header.group(2).strip()
             if section in out.entries or section in out.inline:
                 out.problems.append(f"section {section} appears twice")
+            if bool(rest) != (section in ("Codes", "Returns")):
+                out.problems.append(f"{section}: " + ("its text goes on the same line" if not rest
+                                                      else "one entry per line below it, 'name: text'"))
             if rest:
                 out.inline[section] = rest
             else:
@@ -129,8 +132,7 @@ class Function:
     comment: str | None
     roles: tuple[str, ...]
     owner: str
-    settings: tuple[str, ...]
-    source: str
+    settings: tuple[str, ...]  # proconfig: search_path, lock_timeout
 
 
 @dataclass(frozen=True)
@@ -167,10 +169,9 @@ SELECT p.oid, p.proname, pg_get_function_identity_arguments(p.oid), pg_get_funct
        CASE WHEN t.typtype = 'c' THEN format_type(p.prorettype, NULL) END, t.typrelid,
        obj_description(p.oid, 'pg_proc'),
        {_GRANTEES.format(acl='p.proacl', kind='f', owner='p.proowner', privilege='EXECUTE')},
-       pg_get_userbyid(p.proowner), coalesce(p.proconfig, '{{}}'), p.prosrc, p.pronargs
+       pg_get_userbyid(p.proowner), coalesce(p.proconfig, '{{}}')
   FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype
  WHERE p.pronamespace = 'credit'::regnamespace AND p.prokind = 'f' AND p.proname !~ '^_'
- ORDER BY p.proname, 3
 """
 
 # A column of a domain type shows the domain's base type: the domain is how a
@@ -187,13 +188,13 @@ SELECT a.attname, CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.ty
 _TYPES = """
 SELECT format_type(t.oid, NULL), t.typrelid, obj_description(t.oid, 'pg_type')
   FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid
- WHERE t.typnamespace = 'credit'::regnamespace AND c.relkind = 'c' ORDER BY 1
+ WHERE t.typnamespace = 'credit'::regnamespace AND c.relkind = 'c'
 """
 
 _VIEWS = f"""
 SELECT 'credit.' || c.relname, c.oid, obj_description(c.oid, 'pg_class'),
        {_GRANTEES.format(acl='c.relacl', kind='r', owner='c.relowner', privilege='SELECT')}
-  FROM pg_class c WHERE c.relnamespace = 'credit'::regnamespace AND c.relkind = 'v' ORDER BY 1
+  FROM pg_class c WHERE c.relnamespace = 'credit'::regnamespace AND c.relkind = 'v'
 """
 
 
@@ -207,7 +208,7 @@ def read_catalog(connection: psycopg.Connection) -> Catalog:
     conn = connection.cursor(row_factory=tuple_row)
     functions = []
     for (oid, name, identity, arguments, result, returns_set, names, modes, types, result_type, relid,
-         comment, roles, owner, settings, source, nargs) in conn.execute(_FUNCTIONS).fetchall():
+         comment, roles, owner, settings) in conn.execute(_FUNCTIONS).fetchall():
         modes = modes or ["i"] * len(types)
         defaults = [conn.execute("SELECT pg_get_function_arg_default(%s, %s)", [oid, i]).fetchone()[0]
                     for i in range(1, len(types) + 1)]
@@ -218,12 +219,14 @@ def read_catalog(connection: psycopg.Connection) -> Catalog:
             columns = tuple(Column(n, t, None) for n, m, t in zip(names, modes, types) if m in ("o", "t", "b"))
         functions.append(Function(name, identity, f"credit.{name}({arguments}) → {result}", args, result,
                                   result_type, returns_set, columns, comment, tuple(roles), owner,
-                                  tuple(settings), source))
+                                  tuple(settings)))
     types = tuple(Relation(name, _columns(conn, relid), comment)
                   for name, relid, comment in conn.execute(_TYPES).fetchall())
     views = tuple(Relation(name, _columns(conn, oid), comment, tuple(roles))
                   for name, oid, comment, roles in conn.execute(_VIEWS).fetchall())
-    return Catalog(tuple(functions), types, views)
+    # Sorted here, not by ORDER BY: the database's collation must not decide the order.
+    return Catalog(tuple(sorted(functions, key=lambda f: (f.name, f.identity))),
+                   tuple(sorted(types, key=lambda t: t.name)), tuple(sorted(views, key=lambda v: v.name)))
 
 
 # -- The document -------------------------------------------------------------------
@@ -373,10 +376,10 @@ def render(catalog: Catalog) -> str:
             "Composite types that functions return; `SELECT * FROM credit.fn(...)` reads their columns."]
     for t in catalog.types:
         name = _anchor(t.name)
-        users = ", ".join(f"[`{u}`](#{u})" for u in returned_by.get(t.name, []))
+        returners = ", ".join(f"[`{u}`](#{u})" for u in returned_by.get(t.name, []))
         out += ["", f"### {name}", "", t.comment or "(no description)", ""]
-        if users:
-            out += [f"**Returned by:** {users}.", ""]
+        if returners:
+            out += [f"**Returned by:** {returners}.", ""]
         out += _columns_table(t.columns)
 
     out += ["", "## Views"]
