@@ -64,6 +64,6 @@ COMMENT ON TYPE credit.release_result IS $doc$The outcome of release_reservation
 COMMENT ON COLUMN credit.release_result.code IS $doc$ok, or why the hold was not released.$doc$;
 COMMENT ON COLUMN credit.release_result.reservation_id IS $doc$The hold's id; NULL for line_not_found and reservation_not_found.$doc$;
 COMMENT ON COLUMN credit.release_result.status IS $doc$The hold's status after the call: released, or the status that prevented it.$doc$;
-COMMENT ON COLUMN credit.release_result.released_amount IS $doc$The amount released (the original release's on a replay); NULL when nothing was released.$doc$;
+COMMENT ON COLUMN credit.release_result.released_amount IS $doc$The amount the hold released: this release's (the original release's on a replay); on reservation_converted, what its conversion released; NULL otherwise.$doc$;
 COMMENT ON COLUMN credit.release_result.available IS $doc$The line's available after the call; NULL for line_not_found.$doc$;
 COMMENT ON COLUMN credit.release_result.replayed IS $doc$true when the hold had been released before: nothing changed.$doc$;
