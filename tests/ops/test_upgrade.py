@@ -202,7 +202,7 @@ def test_self_check_a_migration_that_drops_and_recreates_a_function_fails_calls(
     failed = [e for e in u.traffic.errors if e.startswith(("reserve_credit ", "reserve_credit_batch "))]
     report(f"Upgrade self-check pg{cluster.major}, a migration that drops reserve_credit for its file to create "
            f"again: {len(u.traffic.errors)} failed calls ({len(failed)} reservations) during a migrate of "
-           f"{u.migrate_seconds:.2f} s, e.g. {failed[0].split('}: ', 1)[-1][:90] if failed else 'none'}")
+           f"{u.migrate_seconds:.2f} s, e.g. {failed[0].split('}: ', 1)[-1][:110] if failed else 'none'}")
     assert failed
     assert u.pending_after == []  # the migration itself went through: only the callers saw the gap
 
