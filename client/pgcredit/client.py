@@ -75,9 +75,9 @@ _FIELDS: dict[type, frozenset[str]] = {}
 
 
 def _build(cls: type, row: dict) -> Any:
-    """A result from a row. SPEC lets result types gain trailing columns: a
-    column this client does not know (a schema migrated ahead of the
-    application, as an upgrade does) is left out rather than failing the call."""
+    """A result from a row. A later release may add columns at the end of a
+    result type: a column this client does not know (the schema is migrated
+    before the applications are upgraded) is left out rather than failing the call."""
     names = _FIELDS.get(cls)
     if names is None:
         names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
@@ -205,7 +205,7 @@ class _Api:
             wholesaler_id=wholesaler_id, retailer_id=retailer_id, adjustment_ref=adjustment_ref,
             amount=_money(amount, "amount"), reason=reason))
 
-    # Bulk calls (SPEC "Bulk calls"): one round trip and one commit for many
+    # Bulk calls (docs/SQL-REFERENCE.md): one round trip and one commit for many
     # items. Items are tuples in the single call's argument order or dicts by
     # argument name; the result is a list with one row per item, in item
     # order, and a refusal is a row with its code, never an exception. Bad

@@ -208,8 +208,8 @@ def test_self_check_a_migration_that_drops_and_recreates_a_function_fails_calls(
 
 
 def test_this_client_reads_results_that_gained_a_trailing_column(dsn):
-    """SPEC lets result types gain trailing columns; the migration that adds one
-    reaches the database before the applications are upgraded. This client
+    """Later releases add columns at the end of result types; the migration
+    that adds one reaches the database before the applications are upgraded. This client
     leaves such a column out. (The previous release's client, 74e0042, fails
     the call with a TypeError: applications on it must be upgraded to this
     client before a migration adds a column.)"""
