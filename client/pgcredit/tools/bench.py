@@ -45,11 +45,14 @@ BATCH = 100  # items per bulk call in the batch workloads
 # reserve_spread and its baselines, run side by side on both configurations.
 SPREAD_GROUP = ["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread", "reserve_spread"]
 
-BASELINE_SQL = """
+# (a) The physical limit: one conditional UPDATE of one row per reservation
+# (alone in the A/B's databases: the rest creates roles, once per cluster).
+BARE_SQL = """
 CREATE SCHEMA bench;
--- (a) The physical limit: one conditional UPDATE of one row per reservation.
 CREATE TABLE bench.bare (id int PRIMARY KEY, used numeric NOT NULL, lim numeric NOT NULL);
 INSERT INTO bench.bare SELECT g, 0, 1e15 FROM generate_series(0, 999) g;
+"""
+BASELINE_SQL = BARE_SQL + """
 -- (c) The minimal correct reservation: a hold row with its key, and one
 -- conditional update of the line, in one statement (cte_spread).
 CREATE TABLE bench.hold (line_id int NOT NULL, order_ref text NOT NULL, amount numeric NOT NULL,
@@ -128,6 +131,11 @@ SELECT code FROM credit.convert_to_debit('bench', 's' || :l, 'c' || :client_id |
 SELECT code FROM credit.release_reservation('bench', 's' || :l, 'c' || :client_id || '.' || :n);
 \\endif
 """,
+    # Single calls of the other two kinds the bulk calls share rules with: a
+    # hold and its conversion (two transactions), a payment.
+    "convert_spread": SPREAD + RESERVE.format(line="'s' || :l", expiry="")
+                      + "\nSELECT code FROM credit.convert_to_debit('bench', 's' || :l, :client_id || '.' || :n);",
+    "payment_spread": SPREAD + "SELECT code FROM credit.record_payment('bench', 's' || :l, 'p' || :client_id || '.' || :n, 1);",
     "cte_fn_spread": SPREAD + "SELECT bench.cte_reserve(:l, :client_id || '.' || :n);",
     "model_fn_spread": SPREAD + "SELECT bench.model_reserve('s' || :l, 'm' || :client_id || '.' || :n);",
     "cte_spread": SPREAD + "WITH h AS (INSERT INTO bench.hold (line_id, order_ref, amount)"
@@ -493,15 +501,25 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
     return results
 
 
-def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, list[float]]]:
-    """What a change costs reserve_credit: the same workloads against a
+# The A/B's workloads: the single calls, and the hot batch with its baseline
+# (a batch's items/s against the bare UPDATE's tps on each side).
+AB_WORKLOADS = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8), ("convert_spread", 8),
+                ("payment_spread", 8), ("reserve_batch_hot", 8), ("bare_hot", 8)]
+
+
+def run_ab(out: Path, base_sql: Path, quick: bool = False,
+           only: str | None = None) -> list[tuple[str, list[float]]]:
+    """What a change costs the calls: the same workloads against a
     database built from another sql/ tree (A, e.g. the last release from git)
     and one built from this installation's (B), on one cluster, alternating
     A, B, B, A, A, B ... in short rounds (which side goes first alternates,
     so that whatever one run leaves behind, such as autovacuum work or dirty
     buffers for the next CHECKPOINT, falls on both sides alike). Reports B/A
-    per round pair, their median and range."""
+    per round pair, their median and range, and on each side the hot batch's
+    items/s over the bare UPDATE's tps. only: as run's."""
     rounds, seconds = (1, 1) if quick else (5, 5)
+    patterns = [p.strip() for p in only.split(",")] if only else ["*"]
+    workloads = [(n, c) for n, c in AB_WORKLOADS if any(fnmatch.fnmatch(n, p) for p in patterns)]
     work = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
     pairs: list[tuple[str, list[float]]] = []
     try:
@@ -510,19 +528,21 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, li
             for side, root in (("a", base_sql), ("b", None)):
                 dsns[side] = server.ensure_database(f"bench_{side}")
                 migrate(dsns[side], root)
+                with psycopg.connect(dsns[side], autocommit=True) as conn:
+                    conn.execute(BARE_SQL)
                 client = CreditClient(dsns[side])
                 for line in ["hot", *[f"s{i}" for i in range(1000)]]:
                     client.open_line("bench", line, Decimal(10) ** 15)
                 client.close()
                 with psycopg.connect(dsns[side], autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
-            workloads = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8)]
             benches = {}
             for side, dsn in dsns.items():
                 (work / side).mkdir()
                 benches[side] = Bench(server, seconds, work / side)
                 benches[side].use("tuned", dsn, "prepared")
                 benches[side].total = len(workloads) * rounds
+            per_side: dict[tuple[str, str], list[float]] = {}
             for name, clients in workloads:
                 ratios = []
                 for k in range(rounds):
@@ -531,6 +551,8 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, li
                     for bench in benches.values():
                         bench.rounds.clear()  # each pair is a ratio of its own
                     ratios.append(tps["b"] / tps["a"])
+                    for side in tps:
+                        per_side.setdefault((name, side), []).append(tps[side])
                 pairs.append((f"{name} @{clients}", ratios))
             version = psycopg.connect(dsns["b"]).execute("SHOW server_version").fetchone()[0]
     finally:
@@ -541,6 +563,13 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, li
     for what, ratios in pairs:
         lines.append(f"| {what} | {', '.join(f'{r:.3f}' for r in ratios)} | {statistics.median(ratios):.3f} | "
                      f"{min(ratios):.3f}–{max(ratios):.3f} |")
+    if ("reserve_batch_hot", "a") in per_side and ("bare_hot", "a") in per_side:
+        lines += ["", f"reserve_batch_hot @8 items/s ({BATCH} items per call) / bare_hot @8 tps, "
+                      "each the median of its rounds:", ""]
+        for side in ("a", "b"):
+            ratio = (statistics.median(per_side[("reserve_batch_hot", side)]) * BATCH
+                     / statistics.median(per_side[("bare_hot", side)]))
+            lines.append(f"- {side.upper()}: {ratio:.2f}")
     text = "\n".join(lines) + "\n"
     print(text)
     out.mkdir(parents=True, exist_ok=True)
