@@ -44,13 +44,13 @@ BEGIN
            array_agg(e.ledger_entry_id ORDER BY t.i)
       INTO v_amounts, v_first, v_codes, v_earlier
       FROM (SELECT u.i, u.line_id, u.o, round(u.a, 2) AS a,
-                   first_value(u.i) OVER k AS first, first_value(round(u.a, 2)) OVER k AS first_amount
+                   first_value(u.i::integer) OVER k AS first, first_value(round(u.a, 2)) OVER k AS first_amount
               FROM unnest(v_lines, payment_refs, amounts) WITH ORDINALITY AS u(line_id, o, a, i)
             WINDOW k AS (PARTITION BY u.line_id, u.o ORDER BY u.i)) t
       LEFT JOIN LATERAL (SELECT x.* FROM credit.line x WHERE x.id = t.line_id OFFSET 0) l ON true
       LEFT JOIN LATERAL credit._replay_entry(l, 'CREDIT', t.o, t.a) e ON true;
 
-    SELECT array_agg(t.i ORDER BY t.i), array_agg(t.line_id ORDER BY t.i), array_agg(t.o ORDER BY t.i),
+    SELECT array_agg(t.i::integer ORDER BY t.i), array_agg(t.line_id ORDER BY t.i), array_agg(t.o ORDER BY t.i),
            array_agg(t.a ORDER BY t.i)
       INTO v_new, v_new_lines, v_new_refs, v_new_amounts
       FROM unnest(v_lines, payment_refs, v_amounts, v_codes) WITH ORDINALITY AS t(line_id, o, a, code, i)
