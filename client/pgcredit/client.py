@@ -189,7 +189,7 @@ class _Api:
             wholesaler_id=wholesaler_id, retailer_id=retailer_id, adjustment_ref=adjustment_ref,
             amount=_money(amount, "amount"), reason=reason))
 
-    # Bulk calls (SPEC "Bulk calls"): one round trip and one commit for many
+    # Bulk calls (docs/SQL-REFERENCE.md): one round trip and one commit for many
     # items. Items are tuples in the single call's argument order or dicts by
     # argument name; the result is a list with one row per item, in item
     # order, and a refusal is a row with its code, never an exception. Bad
