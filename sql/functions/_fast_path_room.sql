@@ -13,13 +13,13 @@ SET ROLE credit_owner;
 -- (_active_limit) is the temporary limit when there is one, since
 -- set_credit_limit brings next_expiry forward to its end and the sweep after
 -- it removes it. So the clock and the overdue policy cost one comparison,
--- and the limit one coalesce. The room is what the line has available.
+-- and the limit one coalesce (credit._fast_path_available).
 --
 -- Plain SQL over the line row, so that PostgreSQL inlines it into the
 -- caller's statement: the same expression as if written there, with no call.
 CREATE OR REPLACE FUNCTION credit._fast_path_room(l credit.line) RETURNS numeric
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN l.status = 'active' AND (l.next_expiry IS NULL OR l.next_expiry > now())
-                THEN coalesce(l.temp_limit, l.credit_limit) - l.reserved - l.outstanding END
+                THEN credit._fast_path_available(l) END
 $$;
 REVOKE ALL ON FUNCTION credit._fast_path_room(credit.line) FROM PUBLIC;

@@ -42,7 +42,7 @@ BEGIN
     IF current_setting('credit.lock_timeout', true) <> '' THEN
         PERFORM credit._apply_lock_timeout();
     END IF;
-    IF credit._id_ok(order_ref) AND credit._money_valid(amount, 'positive')
+    IF credit._id_ok(order_ref) AND credit._money_ok(amount, 'positive')
        AND credit._expires_in_problem(expires_in) IS NULL THEN
         v_expires_at := now() + expires_in;
         INSERT INTO credit.reservation AS r (line_id, order_ref, amount, expires_at)
@@ -54,7 +54,7 @@ BEGIN
             UPDATE credit.line x
                SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
              WHERE x.id = v_line AND v_amount <= credit._fast_path_room(x)
-            RETURNING credit._fast_path_room(x) INTO v_available;
+            RETURNING credit._fast_path_available(x) INTO v_available;
             IF FOUND THEN
                 RETURN ('ok', v_id, 'active', v_amount, v_available, 0.00, false)::credit.reserve_result;
             END IF;
