@@ -10,9 +10,10 @@ SET ROLE credit_owner;
 -- each key is looked up in the ledger (credit._replay_entry, once per item)
 -- and answered by the replay rule (credit._replay), also against an earlier
 -- item of this batch with the same key; the new payments are posted
--- together (credit._post_entries: one INSERT in item order, one UPDATE per
--- line, the allocation rule per payment in item order). outstanding and
--- available are each line's running figures after the items before.
+-- together (credit._post_entries: one INSERT in item order, then the
+-- allocation rule per payment in item order, which moves its line's
+-- outstanding). outstanding and available are each line's running figures
+-- after the items before.
 CREATE OR REPLACE FUNCTION credit.record_payment_batch(
     wholesaler_ids text[], retailer_ids text[], payment_refs text[], amounts numeric[])
 RETURNS TABLE (item integer, code text, ledger_entry_id bigint, outstanding numeric, available numeric,
