@@ -15,6 +15,7 @@ DECLARE
     v_available numeric;
     v_due date;
     v_entry bigint;
+    v_code text;
 BEGIN
     -- One cheap test passes good ids; the checks that name the argument run only when it fails.
     IF NOT coalesce(credit._id_ok(wholesaler_id) AND credit._id_ok(retailer_id) AND credit._id_ok(order_ref), false) THEN
@@ -41,10 +42,9 @@ BEGIN
         RETURN ('reservation_not_found', NULL, NULL, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
     ELSIF h.status = 'converted' THEN
         SELECT e.due_date INTO v_due FROM credit.ledger_entry e WHERE e.id = h.debit_entry_id;
-        RETURN (CASE WHEN coalesce(v_amount, h.amount) = h.converted_amount THEN 'ok'
-                     ELSE 'exists_with_different_amount' END,
-                h.id, h.status, h.debit_entry_id, h.converted_amount, h.released_amount, v_due, v_available,
-                coalesce(v_amount, h.amount) = h.converted_amount)::credit.convert_result;
+        v_code := credit._replay(h.converted_amount, coalesce(v_amount, h.amount));
+        RETURN (v_code, h.id, h.status, h.debit_entry_id, h.converted_amount, h.released_amount, v_due, v_available,
+                v_code = 'ok')::credit.convert_result;
     ELSIF h.status <> 'active' THEN
         -- Codes written out whole: the reference's test reads them from the source.
         RETURN (CASE h.status WHEN 'released' THEN 'reservation_released' ELSE 'reservation_expired' END,
@@ -55,17 +55,13 @@ BEGIN
 
     v_amount := coalesce(v_amount, h.amount);
     v_due := coalesce(due_date, current_date + l.payment_terms_days);
-    INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, due_date, reservation_id)
-    VALUES (l.id, 'DEBIT', v_amount, order_ref, v_due, h.id)
-    RETURNING id INTO v_entry;
+    -- The DEBIT is posted as every entry is; the whole hold leaves reserved with it.
+    v_entry := (credit._post_entries(ARRAY[l.id], 'DEBIT', ARRAY[order_ref], ARRAY[v_amount], NULL, NULL,
+                                     ARRAY[v_due], ARRAY[h.id], ARRAY[h.amount]))[1];
     UPDATE credit.reservation r
        SET status = 'converted', converted_at = now(), converted_amount = v_amount,
            released_amount = h.amount - v_amount, debit_entry_id = v_entry
      WHERE r.line_id = h.line_id AND r.order_ref = h.order_ref;
-    UPDATE credit.line x
-       SET reserved = x.reserved - h.amount, outstanding = x.outstanding + v_amount
-     WHERE x.id = l.id;
-    PERFORM credit._allocate_item(l.id, v_entry, v_due, v_amount);
     RETURN ('ok', h.id, 'converted', v_entry, v_amount, h.amount - v_amount, v_due,
             v_available + h.amount - v_amount, false)::credit.convert_result;
 END
