@@ -16,7 +16,7 @@ from pgcredit.partitions import migrate_partitions
 from pgcredit.tools import embedded
 from support.db import (
     APP_USER, AUDITOR_USER, MONITOR_USER, PARTITIONS, TEMPLATE, Cluster, Proxy, ProxyConnection, _Postgresql,
-    _server_versions, new_proxy, plproxy_missing, private_server,
+    _server_versions, _server_versions_problem, new_proxy, plproxy_missing, private_server,
 )
 from support.failover import ABSENT_STANDBY, LOCAL
 
@@ -31,6 +31,18 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "direct_only(reason): a contract test that cannot run through the "
                                        "proxy, and why (it is skipped there, visibly)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A run that would test no database fails: without server binaries, or
+    with a PGCREDIT_TEST_PG naming a version that is not installed, every
+    database test would be skipped ("got empty parameter set") and the run
+    would pass having proved nothing."""
+    if not any("cluster" in getattr(item, "fixturenames", ()) for item in items):
+        return  # nothing collected needs a server
+    problem = _server_versions_problem()
+    if problem:
+        raise pytest.UsageError(problem)
 
 
 def pytest_generate_tests(metafunc):
