@@ -13,6 +13,8 @@ import psycopg
 import pytest
 
 from pgcredit import CreditClient, Retry
+from support.mutation import install_variant
+from support.reliability import unlock_reserve_credit
 
 W, R = "w", "r"
 
@@ -82,6 +84,10 @@ def _waits_on_a_lock(conn, pid) -> bool:
 
 @pytest.mark.parametrize("fn", CASES)
 def test_second_call_waits_then_sees_the_first(dsn, conn, client, fn):
+    waits_then_sees(dsn, conn, client, fn)
+
+
+def waits_then_sees(dsn, conn, client, fn):
     setup, c1_sql, c2_call, c2_sees, _ = CASES[fn]
     _setup(client, setup)
     with psycopg.connect(dsn) as c1, psycopg.connect(dsn, autocommit=True) as c2_conn:
@@ -99,6 +105,10 @@ def test_second_call_waits_then_sees_the_first(dsn, conn, client, fn):
 
 @pytest.mark.parametrize("fn", CASES)
 def test_a_wait_past_the_bound_raises_55P03_and_the_client_retries(cluster, dbname, client, fn):
+    bounded_and_retried(cluster, dbname, client, fn)
+
+
+def bounded_and_retried(cluster, dbname, client, fn):
     setup, c1_sql, _, _, again = CASES[fn]
     _setup(client, setup)
     seen = []
@@ -114,6 +124,25 @@ def test_a_wait_past_the_bound_raises_55P03_and_the_client_retries(cluster, dbna
     patient.close()
     assert res.code == "ok"
     assert "55P03" in seen
+
+
+def test_the_checks_catch_an_unlocked_reserve_credit(dsn, conn, client):
+    """Self-check: with reserve_credit reading the line without its lock (the
+    write still waits, for the row), c2 waits but does not see c1's hold:
+    it books 40 on top of 75 on a 100 line."""
+    unlock_reserve_credit(conn)
+    with pytest.raises(AssertionError, match="ReserveResult\\(code='ok'"):
+        waits_then_sees(dsn, conn, client, "reserve_credit")
+
+
+def test_the_checks_catch_an_unbounded_open_line(cluster, dbname, conn, client):
+    """Self-check, the gap this test found: open_line without the
+    credit.lock_timeout bound waits for another transaction's open_line past
+    it (up to its own 2 s): no 55P03."""
+    install_variant(conn, "open_line.sql", ("        PERFORM credit._apply_lock_timeout();\n    END IF;\n    INSERT",
+                                            "        NULL;\n    END IF;\n    INSERT"))
+    with pytest.raises(AssertionError, match="55P03"):
+        bounded_and_retried(cluster, dbname, client, "open_line")
 
 
 def test_the_one_deadlock_is_broken_and_retried(dsn, conn, client):
