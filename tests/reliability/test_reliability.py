@@ -11,9 +11,11 @@ import pytest
 
 from support.db import private_server
 from pgcredit import migrate
+from support.mutation import install_variant
 from support.reliability import (
-    check_t1, contention, contention_report, database_violations, fault_report, fault_violations, faults,
-    history_violations, replay_reported_as_new, report, unlock_reserve_credit, unlock_reserve_credit_batch,
+    RELEASE_NOT_DONE, RELEASE_UNTOLD, check_t1, contention, contention_report, database_violations, fault_report,
+    fault_violations, faults, history_violations, orders, replay_reported_as_new, report, unlock_reserve_credit,
+    unlock_reserve_credit_batch,
 )
 
 
@@ -106,3 +108,20 @@ def test_t2_retrying_under_a_new_key_books_twice(cluster, fault_server):
         found = fault_violations(conn, history)
     report(fault_report(f"T2 self-check, retries under a new key, pg{cluster.major} (6 s)", history, found, []))
     assert found["duplicate"]
+
+
+@pytest.mark.parametrize("kind, variant", [("phantom", RELEASE_UNTOLD), ("lost", RELEASE_NOT_DONE)])
+def test_the_fault_checker_finds_phantoms_and_losses(cluster, dsn, conn, kind, variant):
+    """Self-checks of T2's categories: against a release_reservation that
+    releases without saying so, the checker must report phantoms; against one
+    that says so without releasing, losses. (duplicate: the new-key run above;
+    lost after a real failover: test_failover.py's asynchronous self-check.)"""
+    install_variant(conn, *variant)
+    history = orders(dsn, 1.0)
+    found = fault_violations(conn, history)
+    report(f"T2 checker self-check pg{cluster.major}, release_reservation {kind} variant (4 workers, 1 s, "
+           f"no faults): {len(history.acks)} ops acknowledged; lost {len(found['lost'])}, "
+           f"phantom {len(found['phantom'])}, duplicate {len(found['duplicate'])}")
+    assert history.errors == []
+    assert found[kind] and all(f.endswith("acknowledgements say active" if kind == "phantom" else
+                                          "acknowledgements say released") for f in found[kind]), found

@@ -508,6 +508,39 @@ def faults(server, dsn: str, seconds: float, workers: int = 8, new_key: bool = F
     return history
 
 
+def orders(dsn: str, seconds: float, workers: int = 4, seed: int = 5) -> History:
+    """T2's order lifecycles (5% of acknowledgements dropped, resolved with
+    the same key) without the faults: for the checker's self-checks against
+    broken variants, which need no crash to show."""
+    history = History()
+    open_lines(dsn, FAULT_LIMITS)
+    stop = threading.Event()
+
+    def worker(w: int) -> None:
+        client = CreditClient(dsn)
+        run_orders(client, history, random.Random(seed * 1000 + w), stop, w)
+        client.close()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return history
+
+
+# Deliberately broken variants of release_reservation, for the fault checker's
+# self-checks: one that releases the hold but answers as if there were none
+# (the database holds an effect nobody was told of: phantom), and one that
+# answers ok but leaves the hold active (an acknowledged effect missing: lost).
+RELEASE_UNTOLD = ("release_reservation.sql", ("    RETURN ('ok', h.id, 'released',",
+                                              "    RETURN ('reservation_not_found', h.id, 'released',"))
+RELEASE_NOT_DONE = ("release_reservation.sql", ("AND r.order_ref = h.order_ref;\n    UPDATE credit.line",
+                                                "AND r.order_ref = h.order_ref AND false;\n    UPDATE credit.line"))
+
+
 def fault_violations(conn: psycopg.Connection, history: History) -> dict[str, list[str]]:
     """lost: acknowledged, not in the database. phantom: in the database, never
     acknowledged. duplicate: one logical operation applied more than once."""
