@@ -12,6 +12,7 @@ from decimal import Decimal as D
 import psycopg
 import pytest
 
+import pgcredit as pc
 from pgcredit import CreditClient, Retry
 from support.mutation import install_variant
 from support.reliability import unlock_reserve_credit
@@ -175,6 +176,19 @@ def test_the_one_deadlock_is_broken_and_retried(dsn, conn, client):
 def test_the_bound_ends_with_the_call(dsn, client, fn):
     """credit.lock_timeout is in force inside a call only: the caller's own
     lock_timeout is back as soon as the function returns, mid-transaction too."""
+    bound_ends_with_the_call(dsn, client, fn)
+
+
+def test_the_check_catches_a_bound_that_outlives_the_call(dsn, conn, client):
+    """Self-check: _apply_lock_timeout setting lock_timeout for the session
+    (an ordinary SET outlives a function's SET clause)."""
+    install_variant(conn, "_apply_lock_timeout.sql", ("current_setting('credit.lock_timeout'), true)",
+                                                      "current_setting('credit.lock_timeout'), false)"))
+    with pytest.raises(AssertionError, match="'50ms' == '7s'"):
+        bound_ends_with_the_call(dsn, client, "reserve_credit")
+
+
+def bound_ends_with_the_call(dsn, client, fn):
     setup, c1_sql, *_ = CASES.get(fn, ([], "expire_reservations()"))
     _setup(client, setup)
     with psycopg.connect(dsn) as c:
@@ -185,6 +199,21 @@ def test_the_bound_ends_with_the_call(dsn, client, fn):
 
 
 def test_expire_reservations_skips_a_locked_line_and_waits_for_nothing(dsn, conn, client):
+    skips_a_locked_line(dsn, client)
+
+
+def test_the_check_catches_an_expire_reservations_that_waits(cluster, dbname, conn):
+    """Self-check: without SKIP LOCKED the sweep waits for the locked line
+    (here up to a 100 ms bound, then 55P03 and the client's retries)."""
+    install_variant(conn, "expire_reservations.sql", ("FOR NO KEY UPDATE SKIP LOCKED", "FOR NO KEY UPDATE"))
+    bounded = CreditClient(cluster.dsn(dbname, options="-c credit.lock_timeout=100ms"),
+                           retry=Retry(attempts=2, base_delay=0.01, max_delay=0.01))
+    with pytest.raises((AssertionError, pc.CreditBusy)):
+        skips_a_locked_line(cluster.dsn(dbname), bounded)
+    bounded.close()
+
+
+def skips_a_locked_line(dsn, client):
     client.open_line(W, R, 100)
     client.reserve_credit(W, R, "e", 10, dt.timedelta(milliseconds=10))
     time.sleep(0.05)
