@@ -1,5 +1,5 @@
 // No false acknowledgement. UNCONFIRMED_DATABASE_URL is a database on a
-// server whose synchronous standby never connects (tests/test_node_example.py
+// server whose synchronous standby never connects (tests/integration/test_node_example.py
 // makes one): every commit waits for it, as for a standby that has stopped,
 // unless the session sets synchronous_commit = local (the set-up here, and the
 // retry, standing for "the standby is back"). A call cancelled in that wait is
@@ -35,7 +35,7 @@ async function cancelWhenWaiting(admin) {
   }
 }
 
-describe('an unconfirmed commit', { skip: URL_ ? false : 'UNCONFIRMED_DATABASE_URL is not set (tests/test_node_example.py sets it)' }, () => {
+describe('an unconfirmed commit', { skip: URL_ ? false : 'UNCONFIRMED_DATABASE_URL is not set (tests/integration/test_node_example.py sets it)' }, () => {
   let admin;
   let pool;
   let localPool;
