@@ -715,10 +715,46 @@ def migrate_partitions(proxy_dsn: str, partition_dsns: list[str], root: Path | N
                 VALUES (%s, %s, %s, %s)
                 ON CONFLICT (one_row) DO UPDATE SET layer_digest = excluded.layer_digest, updated_at = now()""",
                           [count, places, fingerprint, digest])
+    _copy_comments(partition_dsns[0], proxy_dsn)
     functions = len(catalogs[0].functions)
     progress(f"proxy: routing layer for {functions} functions and {len(catalogs[0].views)} views "
              + ("installed" if changed else "unchanged"))
     return PartitionReport(reports, functions, len(catalogs[0].views), changed)
+
+
+# The partitions' COMMENT ON of the API (the SQL reference), by the names the
+# layer gives the same objects on the proxy.
+_COMMENTS = """
+SELECT 'FUNCTION', format('credit.%I(%s)', p.proname, pg_get_function_identity_arguments(p.oid)), d.description
+  FROM pg_proc p JOIN pg_description d ON d.classoid = 'pg_proc'::regclass AND d.objoid = p.oid AND d.objsubid = 0
+ WHERE p.pronamespace = 'credit'::regnamespace AND p.proname !~ '^_'
+UNION ALL
+SELECT 'VIEW', format('credit.%I', c.relname), d.description
+  FROM pg_class c JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = c.oid AND d.objsubid = 0
+ WHERE c.relnamespace = 'credit'::regnamespace AND c.relkind = 'v'
+UNION ALL
+SELECT 'TYPE', format('credit.%I', t.typname), d.description
+  FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid AND c.relkind = 'c'
+  JOIN pg_description d ON d.classoid = 'pg_type'::regclass AND d.objoid = t.oid AND d.objsubid = 0
+ WHERE t.typnamespace = 'credit'::regnamespace
+UNION ALL
+SELECT 'COLUMN', format('credit.%I.%I', c.relname, a.attname), d.description
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+  JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = c.oid AND d.objsubid = a.attnum
+ WHERE c.relnamespace = 'credit'::regnamespace AND c.relkind IN ('v', 'c')
+"""
+
+
+def _copy_comments(partition_dsn: str, proxy_dsn: str) -> None:
+    """Gives the proxy's functions, result types and views the partitions'
+    comments, so that psql's \\df+ and `pgcredit reference` on the proxy
+    show the single server's reference. On every migrate: a comment can
+    change while the layer does not."""
+    with psycopg.connect(partition_dsn) as conn:
+        comments = conn.execute(_COMMENTS).fetchall()
+    with psycopg.connect(proxy_dsn) as proxy:
+        for kind, name, text in comments:
+            proxy.execute(sql.SQL("COMMENT ON {} {} IS {}").format(sql.SQL(kind), sql.SQL(name), sql.Literal(text)))
 
 
 def _drop_layer(conn: psycopg.Connection) -> None:

@@ -21,6 +21,7 @@ import pgcredit as pc
 from support.db import API, APP_USER, AUDITOR_USER, PARTITIONS, call, new_proxy, private_server
 from pgcredit import CreditClient, Retry, migrate
 from pgcredit.tools.cli import main
+from pgcredit.tools.reference import read_catalog, render
 from pgcredit.migrate import IsAProxy
 from pgcredit.partitions import PartitionSetupError, location, migrate_partitions, partition_of
 from support.reliability import (
@@ -307,6 +308,20 @@ def _executable(conn, role: str) -> list[str]:
         "SELECT p.proname FROM pg_proc p WHERE p.pronamespace IN ('credit'::regnamespace, "
         "coalesce(to_regnamespace('credit_route'), 0)) AND has_function_privilege(%s, p.oid, 'EXECUTE')",
         [role])})
+
+
+def test_the_proxy_carries_the_single_servers_reference(proxy, px, parts):
+    """The proxy's functions, result types and views have the partitions'
+    comments, so \\df+ and `pgcredit reference` on the proxy give the single
+    server's reference: the same signatures, results, roles and text. The
+    comments are copied on every migrate, even when the routing layer stays
+    as it was (a comment can change alone)."""
+    assert render(read_catalog(px)) == render(read_catalog(parts[0]))
+    px.execute("COMMENT ON VIEW credit.monitor_book IS NULL")
+    px.execute("COMMENT ON FUNCTION credit.reserve_credit(text, text, text, numeric, interval) IS 'stale'")
+    assert render(read_catalog(px)) != render(read_catalog(parts[0]))
+    assert migrate_partitions(proxy.dsn, proxy.partition_dsns()).layer_changed is False
+    assert render(read_catalog(px)) == render(read_catalog(parts[0]))
 
 
 def test_proxy_roles_and_grants_are_a_single_servers(cluster, proxy, px, parts):
