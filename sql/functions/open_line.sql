@@ -85,4 +85,4 @@ COMMENT ON COLUMN credit.open_line_result.reserved IS $doc$The sum of the line's
 COMMENT ON COLUMN credit.open_line_result.outstanding IS $doc$What the retailer owes: DEBIT - CREDIT - REVERSAL + ADJUSTMENT.$doc$;
 COMMENT ON COLUMN credit.open_line_result.available IS $doc$credit_limit - reserved - outstanding.$doc$;
 COMMENT ON COLUMN credit.open_line_result.status IS $doc$active or blocked.$doc$;
-COMMENT ON COLUMN credit.open_line_result.replayed IS $doc$true when the line existed with these terms: nothing was written.$doc$;
+COMMENT ON COLUMN credit.open_line_result.replayed IS $doc$true when the line existed with these terms: nothing was changed.$doc$;
