@@ -10,7 +10,7 @@ from decimal import Decimal as D
 import psycopg
 import pytest
 
-from pgcredit import ReservationConverted
+from pgcredit import CreditRefused
 from pgcredit.tools.demo import race
 from support.mutation import install_variant
 
@@ -87,10 +87,10 @@ def test_scenario_3_interrupted_conversion(dsn, conn, client, point):
 def test_scenario_3_catches_a_conversion_that_does_not_replay(dsn, conn, client):
     """Self-check: a convert_to_debit that no longer recognises its own
     conversion answers the retry after a lost acknowledgement with
-    reservation_converted, and the caller cannot tell it succeeded."""
+    a refusal, and the caller cannot tell it succeeded."""
     install_variant(conn, "convert_to_debit.sql", ("ELSIF h.status = 'converted' THEN",
                                                    "ELSIF h.status = 'converted' AND false THEN"))
-    with pytest.raises(ReservationConverted):
+    with pytest.raises(CreditRefused):
         interrupted_conversion(dsn, conn, client, "after_commit_ack_lost")
 
 
