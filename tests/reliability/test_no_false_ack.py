@@ -111,6 +111,7 @@ def line(unreplicated, request):
 
 
 def _check_unknown(err, function, key_name, key):
+    assert "OutcomeUnknown" in pc.__all__
     assert isinstance(err, pc.CreditError) and not isinstance(err, pc.CreditBusy)
     assert (err.function, err.key_name, err.key) == (function, key_name, key)
     assert f"{key_name}={key!r}" in str(err) and "01000" in err.notice and function in str(err)

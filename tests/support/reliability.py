@@ -20,7 +20,7 @@ from typing import Any, Callable
 import psycopg
 from psycopg.rows import tuple_row
 
-from pgcredit import CreditBusy, CreditClient, CreditError, Retry
+from pgcredit import CreditBusy, CreditClient, CreditError, OutcomeUnknown, Retry
 from support.mutation import install_variant
 
 W = "wholesaler"
@@ -406,9 +406,10 @@ def run_orders(client: CreditClient, history: History, rng: random.Random, stop:
         while True:
             try:
                 res = call(ref)
-            except CreditBusy:
-                outcome_unknown = True  # the client gave up: it may or may not have happened
-                history.count("credit_busy")
+            except (CreditBusy, OutcomeUnknown) as exc:
+                # The client gave up, or the commit was not confirmed: it may or may not have happened.
+                outcome_unknown = True
+                history.count("credit_busy" if isinstance(exc, CreditBusy) else "unconfirmed_commits")
             except CreditError as exc:
                 history.error(f"{op} {logical}: {exc!r}")
                 return None, ref
