@@ -210,9 +210,9 @@ def translate(exc: psycopg.Error) -> CreditError:
 
 # PostgreSQL's warning for a commit done locally whose wait for a synchronous
 # standby was cancelled. Matched by severity and SQLSTATE, not by its text,
-# which servers with another lc_messages translate (and PL/Proxy prefixes):
-# pgcredit's functions raise no warnings, so no other WARNING 01000 comes
-# with a call's answer (tests/integration/test_static.py keeps it so).
+# which servers with another lc_messages translate: pgcredit's functions
+# raise no warnings, so no other WARNING 01000 comes with a call's answer
+# (test_no_false_ack.py's test_no_function_raises_a_warning keeps it so).
 def unconfirmed_commit(diag: psycopg.errors.Diagnostic) -> bool:
     """Whether a notice received with a call's answer says its commit is not confirmed."""
     return (diag.severity_nonlocalized or diag.severity) == "WARNING" and diag.sqlstate == "01000"
