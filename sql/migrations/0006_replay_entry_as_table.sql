@@ -10,8 +10,11 @@
 --   the line's totals, so that posting an entry updates its line once
 --   (sql/functions/_post_entries.sql). Calls with the old arguments mean the
 --   same under the new ones.
+-- On a fresh install the functions they call come later, with the function
+-- files: their bodies are checked then (check_function_bodies, as pg_dump).
 
 SET ROLE credit_owner;
+SET check_function_bodies = off;
 
 DROP FUNCTION IF EXISTS credit._replay_entry(credit.line, text, text, numeric);
 DROP FUNCTION IF EXISTS credit._allocate_item(bigint, bigint, date, numeric, timestamptz);
@@ -110,4 +113,5 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint, timestamptz, numeric) FROM PUBLIC;
 
+RESET check_function_bodies;
 RESET ROLE;
