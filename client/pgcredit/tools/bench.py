@@ -48,7 +48,8 @@ SPREAD_GROUP = ["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread",
 # one pgbench script per workload (bench_sql/workloads/NAME.sql), each runnable
 # with pgbench -f as it is. What the baselines (a)-(e) are: baselines.sql.
 BENCH_SQL = Path(__file__).resolve().parent / "bench_sql"
-# (a) the bare UPDATE alone, in the A/B's databases (the rest creates roles, once per cluster).
+# The bare UPDATE's table on its own: the A/B's databases need it alone (the
+# rest of the baselines creates roles, once per cluster).
 BARE_SQL = (BENCH_SQL / "bare.sql").read_text(encoding="utf-8")
 BASELINE_SQL = BARE_SQL + (BENCH_SQL / "baselines.sql").read_text(encoding="utf-8")
 SCRIPTS = {p.stem: p.read_text(encoding="utf-8") for p in sorted((BENCH_SQL / "workloads").glob("*.sql"))}
