@@ -451,8 +451,8 @@ BROKEN = {
     "sweep_keeps_the_expired_amount": ("_sweep_line.sql", ("SET reserved = l.reserved - v_amount,",
                                                            "SET reserved = l.reserved,")),
     # A partial conversion keeps the part it did not debit reserved.
-    "partial_conversion_keeps_the_rest": ("convert_to_debit.sql", ("SET reserved = x.reserved - h.amount,",
-                                                                   "SET reserved = x.reserved - v_amount,")),
+    "partial_conversion_keeps_the_rest": ("convert_to_debit.sql", ("ARRAY[v_due], ARRAY[h.id], ARRAY[h.amount]))[1];",
+                                                                   "ARRAY[v_due], ARRAY[h.id], ARRAY[v_amount]))[1];")),
 }
 
 
