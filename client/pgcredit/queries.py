@@ -50,11 +50,15 @@ QUERIES: dict[str, Query] = {
         r.ReleaseResult),
     "convert_to_debit": Query(
         "SELECT * FROM credit.convert_to_debit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
-        " %(order_ref)s::text, %(amount)s::numeric, %(due_date)s::date)",
+        " %(order_ref)s::text, %(amount)s::numeric, %(due_date)s::date, %(shipment_ref)s::text)",
         r.ConvertResult),
+    "amend_reservation": Query(
+        "SELECT * FROM credit.amend_reservation(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(order_ref)s::text, %(amount)s::numeric, %(amend_ref)s::text)",
+        r.AmendResult),
     "record_payment": Query(
         "SELECT * FROM credit.record_payment(%(wholesaler_id)s::text, %(retailer_id)s::text,"
-        " %(payment_ref)s::text, %(amount)s::numeric)",
+        " %(payment_ref)s::text, %(amount)s::numeric, %(applies_to)s::text[])",
         r.EntryResult),
     "reverse_debit": Query(
         "SELECT * FROM credit.reverse_debit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
@@ -98,7 +102,7 @@ QUERIES: dict[str, Query] = {
         r.ReserveBatchItem, many=True),
     "convert_to_debit_batch": Query(
         "SELECT * FROM credit.convert_to_debit_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"
-        " %(order_refs)s::text[], %(amounts)s::numeric[])",
+        " %(order_refs)s::text[], %(amounts)s::numeric[], %(shipment_refs)s::text[])",
         r.ConvertBatchItem, many=True),
     "record_payment_batch": Query(
         "SELECT * FROM credit.record_payment_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"

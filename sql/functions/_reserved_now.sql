@@ -11,7 +11,7 @@ SET ROLE credit_owner;
 CREATE OR REPLACE FUNCTION credit._reserved_now(l credit.line) RETURNS numeric
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT l.reserved - CASE WHEN l.next_expiry <= now() THEN
-        (SELECT coalesce(sum(r.amount), 0) FROM credit.reservation r
+        (SELECT coalesce(sum(r.amount - coalesce(r.converted_amount, 0)), 0) FROM credit.reservation r
           WHERE r.line_id = l.id AND r.status = 'active' AND r.expires_at <= now())
         ELSE 0 END
 $$;

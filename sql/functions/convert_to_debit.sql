@@ -1,26 +1,48 @@
 SET ROLE credit_owner;
 
--- Turns a hold into a DEBIT due on due_date (default: today + payment terms).
--- An amount below the hold debits that much and releases the rest (partial
--- delivery); NULL means the whole hold.
+-- Turns a hold into DEBITs, each due on its own due_date (default: that day
+-- + the line's payment terms).
+--
+-- With shipment_ref, one shipment: a DEBIT of amount (NULL: all that
+-- remains) under the shipment_ref; the rest stays held, and the hold stays
+-- active until nothing remains. Without it, the final conversion, as in v1:
+-- a DEBIT of amount (NULL: all that remains) under the order_ref, the rest
+-- released, the hold 'converted'.
+--
+-- Replays come first. A shipment_ref already on a DEBIT of the line replays
+-- if it is this order's shipment of the same amount (NULL matches), else it
+-- is exists_with_different_amount. A final conversion of a converted hold
+-- replays when the effective amounts match (NULL: what remained before it,
+-- which for a v1 conversion is the whole hold); a hold that was converted by
+-- its shipments alone has nothing left: NULL replays, an amount exceeds it.
+-- A shipment on a converted hold likewise asks for more than remains.
 CREATE OR REPLACE FUNCTION credit.convert_to_debit(
     wholesaler_id text, retailer_id text, order_ref text,
-    amount numeric DEFAULT NULL, due_date date DEFAULT NULL)
+    amount numeric DEFAULT NULL, due_date date DEFAULT NULL, shipment_ref text DEFAULT NULL)
 RETURNS credit.convert_result
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
     v_amount numeric;
+    v_remaining numeric;
+    v_same boolean;
     l credit.line;
     h credit.reservation;
+    d credit.ledger_entry;
     v_available numeric;
-    v_due date;
-    v_entry bigint;
 BEGIN
     -- One cheap test passes good ids; the checks that name the argument run only when it fails.
-    IF NOT coalesce(credit._id_ok(wholesaler_id) AND credit._id_ok(retailer_id) AND credit._id_ok(order_ref), false) THEN
+    IF NOT coalesce(credit._id_ok(wholesaler_id) AND credit._id_ok(retailer_id) AND credit._id_ok(order_ref)
+                    AND (shipment_ref IS NULL OR credit._id_ok(shipment_ref)), false) THEN
         PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
         PERFORM credit._require_id(retailer_id, 'retailer_id');
         PERFORM credit._require_id(order_ref, 'order_ref');
+        IF shipment_ref IS NOT NULL THEN
+            PERFORM credit._require_id(shipment_ref, 'shipment_ref');
+        END IF;
+    END IF;
+    IF shipment_ref = order_ref THEN
+        RAISE USING ERRCODE = '22023',
+            MESSAGE = 'shipment_ref must differ from order_ref: the final conversion''s DEBIT carries the order_ref';
     END IF;
     IF amount IS NOT NULL THEN
         v_amount := credit._money(amount, 'amount', 'positive');
@@ -31,42 +53,53 @@ BEGIN
 
     l := credit._lock_line(wholesaler_id, retailer_id);
     IF l.id IS NULL THEN
-        RETURN ('line_not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, false)::credit.convert_result;
+        RETURN ('line_not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL)::credit.convert_result;
     END IF;
     v_available := credit._available(l);
 
     SELECT * INTO h FROM credit.reservation r
      WHERE r.line_id = l.id AND r.order_ref = convert_to_debit.order_ref;
-    IF h.id IS NULL THEN
-        RETURN ('reservation_not_found', NULL, NULL, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
-    ELSIF h.status = 'converted' THEN
-        SELECT e.due_date INTO v_due FROM credit.ledger_entry e WHERE e.id = h.debit_entry_id;
-        RETURN (CASE WHEN coalesce(v_amount, h.amount) = h.converted_amount THEN 'ok'
-                     ELSE 'exists_with_different_amount' END,
-                h.id, h.status, h.debit_entry_id, h.converted_amount, h.released_amount, v_due, v_available,
-                coalesce(v_amount, h.amount) = h.converted_amount)::credit.convert_result;
-    ELSIF h.status <> 'active' THEN
-        RETURN ('reservation_' || h.status, h.id, h.status, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
-    ELSIF v_amount > h.amount THEN
-        RETURN ('exceeds_reservation_amount', h.id, h.status, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
+    v_remaining := CASE WHEN h.status = 'active' THEN h.amount - coalesce(h.converted_amount, 0) ELSE 0.00 END;
+    IF shipment_ref IS NOT NULL THEN
+        SELECT * INTO d FROM credit.ledger_entry e
+         WHERE e.line_id = l.id AND e.entry_type = 'DEBIT' AND e.ref = convert_to_debit.shipment_ref;
+        IF d.id IS NOT NULL THEN
+            v_same := coalesce(d.reservation_id = h.id AND coalesce(v_amount, d.amount) = d.amount, false);
+            RETURN (CASE WHEN v_same THEN 'ok' ELSE 'exists_with_different_amount' END, d.reservation_id,
+                    CASE WHEN v_same THEN h.status END, d.id, d.amount, CASE WHEN v_same THEN 0.00 END,
+                    d.due_date, v_available, v_same,
+                    CASE WHEN v_same THEN v_remaining END)::credit.convert_result;
+        END IF;
     END IF;
 
-    v_amount := coalesce(v_amount, h.amount);
-    v_due := coalesce(due_date, current_date + l.payment_terms_days);
-    INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, due_date, reservation_id)
-    VALUES (l.id, 'DEBIT', v_amount, order_ref, v_due, h.id)
-    RETURNING id INTO v_entry;
-    UPDATE credit.reservation r
-       SET status = 'converted', converted_at = now(), converted_amount = v_amount,
-           released_amount = h.amount - v_amount, debit_entry_id = v_entry
-     WHERE r.line_id = h.line_id AND r.order_ref = h.order_ref;
-    UPDATE credit.line x
-       SET reserved = x.reserved - h.amount, outstanding = x.outstanding + v_amount
-     WHERE x.id = l.id;
-    PERFORM credit._allocate_item(l.id, v_entry, v_due, v_amount);
-    RETURN ('ok', h.id, 'converted', v_entry, v_amount, h.amount - v_amount, v_due,
-            v_available + h.amount - v_amount, false)::credit.convert_result;
+    IF h.id IS NULL THEN
+        RETURN ('reservation_not_found', NULL, NULL, NULL, NULL, NULL, NULL, v_available, false,
+                NULL)::credit.convert_result;
+    ELSIF h.status = 'converted' AND shipment_ref IS NULL THEN
+        SELECT * INTO d FROM credit.ledger_entry e
+         WHERE e.line_id = l.id AND e.entry_type = 'DEBIT' AND e.ref = convert_to_debit.order_ref
+           AND e.reservation_id = h.id;
+        IF d.id IS NOT NULL THEN
+            v_same := coalesce(v_amount, d.amount + h.released_amount) = d.amount;
+            RETURN (CASE WHEN v_same THEN 'ok' ELSE 'exists_with_different_amount' END, h.id, h.status, d.id,
+                    d.amount, h.released_amount, d.due_date, v_available, v_same, 0.00)::credit.convert_result;
+        ELSIF v_amount IS NULL THEN
+            RETURN ('ok', h.id, h.status, h.debit_entry_id, 0.00, h.released_amount,
+                    (SELECT e.due_date FROM credit.ledger_entry e WHERE e.id = h.debit_entry_id), v_available,
+                    true, 0.00)::credit.convert_result;
+        END IF;
+    ELSIF h.status IN ('released', 'expired') THEN
+        RETURN ('reservation_' || h.status, h.id, h.status, NULL, NULL, NULL, NULL, v_available, false,
+                0.00)::credit.convert_result;
+    END IF;
+    IF h.status = 'converted' OR v_amount > v_remaining THEN
+        RETURN ('exceeds_reservation_amount', h.id, h.status, NULL, NULL, NULL, NULL, v_available, false,
+                v_remaining)::credit.convert_result;
+    END IF;
+
+    RETURN credit._book_debit(l, h, coalesce(shipment_ref, order_ref), coalesce(v_amount, v_remaining),
+                              coalesce(due_date, current_date + l.payment_terms_days), shipment_ref IS NULL);
 END
 $$;
-REVOKE ALL ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date) TO credit_app;
+REVOKE ALL ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date, text) TO credit_app;

@@ -3,6 +3,8 @@ SET ROLE credit_owner;
 -- A page of a line's holds in one status (NULL: every status), ascending
 -- reservation_id after after_reservation_id (keyset paging). status is the
 -- effective one: an active hold past expires_at is listed as expired.
+-- remaining_amount: what the hold still counts toward reserved (amount less
+-- what was shipped; 0 once it has ended or expired).
 --
 -- Each stored status is one range of reservation_list_idx (line_id, status,
 -- id); the branches below read at most max_rows rows each and are merged in
@@ -28,9 +30,12 @@ BEGIN
     v_line := credit._line_id(wholesaler_id, retailer_id);
 
     RETURN QUERY
-    SELECT p.id, p.order_ref, p.status, (p.amount)::numeric(1000, 2), p.expires_at, p.created_at
+    SELECT p.id, p.order_ref, p.status, (p.amount)::numeric(1000, 2), p.expires_at, p.created_at,
+           (p.remaining)::numeric(1000, 2)
       FROM ((SELECT h.id, h.order_ref, CASE WHEN h.expires_at <= now() THEN 'expired' ELSE 'active' END AS status,
-                    h.amount, h.expires_at, h.created_at
+                    h.amount, h.expires_at, h.created_at,
+                    CASE WHEN h.expires_at <= now() THEN 0 ELSE h.amount - coalesce(h.converted_amount, 0) END
+                        AS remaining
                FROM credit.reservation h
               WHERE h.line_id = v_line AND h.status = 'active' AND h.id > v_after
                 AND (v_status IS NULL
@@ -39,19 +44,19 @@ BEGIN
                 AND (v_status IS NULL OR v_status IN ('active', 'expired'))
               ORDER BY h.id LIMIT max_rows)
             UNION ALL
-            (SELECT h.id, h.order_ref, h.status, h.amount, h.expires_at, h.created_at
+            (SELECT h.id, h.order_ref, h.status, h.amount, h.expires_at, h.created_at, 0
                FROM credit.reservation h
               WHERE h.line_id = v_line AND h.status = 'released' AND h.id > v_after
                 AND (v_status IS NULL OR v_status = 'released')
               ORDER BY h.id LIMIT max_rows)
             UNION ALL
-            (SELECT h.id, h.order_ref, h.status, h.amount, h.expires_at, h.created_at
+            (SELECT h.id, h.order_ref, h.status, h.amount, h.expires_at, h.created_at, 0
                FROM credit.reservation h
               WHERE h.line_id = v_line AND h.status = 'converted' AND h.id > v_after
                 AND (v_status IS NULL OR v_status = 'converted')
               ORDER BY h.id LIMIT max_rows)
             UNION ALL
-            (SELECT h.id, h.order_ref, h.status, h.amount, h.expires_at, h.created_at
+            (SELECT h.id, h.order_ref, h.status, h.amount, h.expires_at, h.created_at, 0
                FROM credit.reservation h
               WHERE h.line_id = v_line AND h.status = 'expired' AND h.id > v_after
                 AND (v_status IS NULL OR v_status = 'expired')

@@ -83,9 +83,12 @@ BEGIN
     SELECT * INTO h FROM credit.reservation r
      WHERE r.line_id = l.id AND r.order_ref = reserve_credit.order_ref;
     IF h.id IS NOT NULL THEN
-        RETURN (CASE WHEN h.amount = v_amount THEN 'ok' ELSE 'exists_with_different_amount' END,
-                h.id, h.status, h.amount, v_available, CASE WHEN h.amount = v_amount THEN 0 END,
-                h.amount = v_amount)::credit.reserve_result;
+        -- A retry of the reservation as it was made replays, even after an amendment.
+        RETURN (CASE WHEN coalesce(h.original_amount, h.amount) = v_amount THEN 'ok'
+                     ELSE 'exists_with_different_amount' END,
+                h.id, h.status, h.amount, v_available,
+                CASE WHEN coalesce(h.original_amount, h.amount) = v_amount THEN 0 END,
+                coalesce(h.original_amount, h.amount) = v_amount)::credit.reserve_result;
     ELSIF l.status = 'blocked' THEN
         RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'line_blocked');
     ELSIF credit._overdue(l) THEN

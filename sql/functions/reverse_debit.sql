@@ -1,7 +1,8 @@
 SET ROLE credit_owner;
 
--- Reduces the DEBIT of order_ref (returned goods). All reversals of one debit
--- together may not exceed it.
+-- Reduces a DEBIT (returned goods), named by its ref: the order_ref of a
+-- final conversion or the shipment_ref of a shipment (the argument keeps its
+-- v1 name). All reversals of one debit together may not exceed it.
 CREATE OR REPLACE FUNCTION credit.reverse_debit(
     wholesaler_id text, retailer_id text, order_ref text, reversal_ref text, amount numeric, reason text)
 RETURNS credit.entry_result
@@ -40,7 +41,7 @@ BEGIN
         RETURN ('exceeds_debit_amount', NULL, l.outstanding, credit._available(l),
                 false)::credit.entry_result;
     END IF;
-    RETURN credit._post_entry(l, 'REVERSAL', reversal_ref, v_amount, reason, d.id);
+    RETURN credit._post_entry(l, 'REVERSAL', reversal_ref, v_amount, reason, d.id, ARRAY[d.id]);
 END
 $$;
 REVOKE ALL ON FUNCTION credit.reverse_debit(text, text, text, text, numeric, text) FROM PUBLIC;
