@@ -13,7 +13,7 @@ import datetime as dt
 import random
 import time
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
@@ -70,25 +70,13 @@ def _columns(items: Any, fields: tuple[str, ...], optional: tuple[str, ...] = ()
     return {("amounts" if f == "amount" else f + "s"): column for f, column in columns.items()}
 
 
-def _known(result: type, row: dict) -> dict:
-    """The row's columns that the result type knows: a newer server's result
-    types may gain trailing columns (SPEC), which an older client ignores."""
-    names = _FIELDS.get(result)
-    if names is None:
-        names = _FIELDS[result] = frozenset(f.name for f in fields(result))
-    return row if names.issuperset(row) else {k: v for k, v in row.items() if k in names}
-
-
-_FIELDS: dict[type, frozenset[str]] = {}
-
-
 def _finish(query: Query, rows: list[dict], check: bool) -> Any:
     if query.many:
-        return [query.result(**_known(query.result, row)) for row in rows]
+        return [query.result(**row) for row in rows]
     (row,) = rows
     if query.result is int:
         return next(iter(row.values()))
-    result = query.result(**_known(query.result, row))
+    result = query.result(**row)
     if check and result.code != "ok":
         raise errors.refusal(result)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,3 +110,18 @@ QUERIES: dict[str, Query] = {
         " %(payment_refs)s::text[], %(amounts)s::numeric[])",
         r.PaymentBatchItem, many=True),
 }
+
+
+def _named_columns(query: Query) -> Query:
+    """SELECT * becomes SELECT of the result type's fields. A server's result
+    types may gain trailing columns (SPEC v1.2); a statement that names its
+    columns reads the same through such a migration, and its prepared form
+    (psycopg prepares a statement used often) stays valid, where SELECT *
+    would fail with "cached plan must not change result type"."""
+    if not dataclasses.is_dataclass(query.result) or not query.sql.startswith("SELECT * FROM "):
+        return query
+    columns = ", ".join(f.name for f in dataclasses.fields(query.result))
+    return dataclasses.replace(query, sql=f"SELECT {columns} FROM " + query.sql.removeprefix("SELECT * FROM "))
+
+
+QUERIES = {name: _named_columns(q) for name, q in QUERIES.items()}

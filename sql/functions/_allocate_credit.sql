@@ -9,6 +9,8 @@ SET ROLE credit_owner;
 -- skipped. Every settlement is kept (credit.settlement) so that aging can be
 -- read as of any past day. The caller holds the line's row lock; at as in
 -- _allocate_item.
+-- v1.2 made first_item a list (migration 0006).
+DROP FUNCTION IF EXISTS credit._allocate_credit(bigint, numeric, bigint, timestamptz);
 CREATE OR REPLACE FUNCTION credit._allocate_credit(
     line_id bigint, amount numeric, first_items bigint[] DEFAULT NULL, at timestamptz DEFAULT now())
 RETURNS void

@@ -11,6 +11,8 @@ SET ROLE credit_owner;
 -- the row in one transaction costs a new row version and the foreign-key
 -- check on currency again (BENCHMARKS.md). unapplied: the line's, when the
 -- caller has just read it under the lock (NULL: read it here).
+-- v1.2 added the caller's changes to the line (migration 0006).
+DROP FUNCTION IF EXISTS credit._allocate_item(bigint, bigint, date, numeric, timestamptz);
 CREATE OR REPLACE FUNCTION credit._allocate_item(
     line_id bigint, entry_id bigint, due_date date, amount numeric, at timestamptz DEFAULT now(),
     unapplied numeric DEFAULT NULL, reserved_change numeric DEFAULT 0, outstanding_change numeric DEFAULT 0)

@@ -14,7 +14,7 @@ SET ROLE credit_owner;
 -- exists_with_different_amount (the key was used for another order).
 CREATE OR REPLACE FUNCTION credit._book_debit(
     l credit.line, h credit.reservation, ref text, amount numeric, due_date date, final boolean)
-RETURNS credit.convert_result
+RETURNS credit.conversion_result
 LANGUAGE plpgsql AS $$
 DECLARE
     v_entry bigint;
@@ -28,7 +28,7 @@ BEGIN
     RETURNING e.id INTO v_entry;
     IF v_entry IS NULL THEN
         RETURN ('exists_with_different_amount', h.id, h.status, NULL, NULL, NULL, NULL, credit._available(l),
-                false, v_remaining)::credit.convert_result;
+                false, v_remaining)::credit.conversion_result;
     END IF;
     IF v_ends THEN
         UPDATE credit.reservation r
@@ -44,7 +44,7 @@ BEGIN
     RETURN ('ok', h.id, CASE WHEN v_ends THEN 'converted' ELSE 'active' END, v_entry, amount,
             CASE WHEN v_ends THEN v_remaining - amount ELSE 0.00 END, due_date,
             credit._available(l) + v_freed - amount, false,
-            CASE WHEN v_ends THEN 0.00 ELSE v_remaining - amount END)::credit.convert_result;
+            CASE WHEN v_ends THEN 0.00 ELSE v_remaining - amount END)::credit.conversion_result;
 END
 $$;
 REVOKE ALL ON FUNCTION credit._book_debit(credit.line, credit.reservation, text, numeric, date, boolean) FROM PUBLIC;

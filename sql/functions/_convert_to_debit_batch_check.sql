@@ -4,6 +4,7 @@ SET ROLE credit_owner;
 -- _reserve_credit_batch_check). shipment_refs may be NULL, or hold NULLs
 -- (final conversions); any other element is a ref that differs from its
 -- item's order_ref, as convert_to_debit's shipment_ref.
+DROP FUNCTION IF EXISTS credit._convert_to_debit_batch_check(text[], text[], text[], numeric[]);
 CREATE OR REPLACE FUNCTION credit._convert_to_debit_batch_check(
     wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[] DEFAULT NULL,
     shipment_refs text[] DEFAULT NULL)

@@ -6,6 +6,8 @@ SET ROLE credit_owner;
 -- settle open items, first_items first (a reversal its own debit, a
 -- remittance the DEBITs its applies_to names, kept on the entry). The caller
 -- has checked that the key is new (_replay_entry).
+-- v1.2 added first_items and applies_to (migration 0006).
+DROP FUNCTION IF EXISTS credit._post_entry(credit.line, text, text, numeric, text, bigint);
 CREATE OR REPLACE FUNCTION credit._post_entry(
     l credit.line, entry_type text, ref text, amount numeric, memo text, debit_id bigint,
     first_items bigint[] DEFAULT NULL, applies_to text[] DEFAULT NULL)

@@ -16,10 +16,13 @@ SET ROLE credit_owner;
 -- which for a v1 conversion is the whole hold); a hold that was converted by
 -- its shipments alone has nothing left: NULL replays, an amount exceeds it.
 -- A shipment on a converted hold likewise asks for more than remains.
+-- v1.2 replaced the five-argument function and its result type (migration 0006).
+DROP FUNCTION IF EXISTS credit.convert_to_debit(text, text, text, numeric, date);
+DROP TYPE IF EXISTS credit.convert_result;
 CREATE OR REPLACE FUNCTION credit.convert_to_debit(
     wholesaler_id text, retailer_id text, order_ref text,
     amount numeric DEFAULT NULL, due_date date DEFAULT NULL, shipment_ref text DEFAULT NULL)
-RETURNS credit.convert_result
+RETURNS credit.conversion_result
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
     v_amount numeric;
@@ -53,7 +56,7 @@ BEGIN
 
     l := credit._lock_line(wholesaler_id, retailer_id);
     IF l.id IS NULL THEN
-        RETURN ('line_not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL)::credit.convert_result;
+        RETURN ('line_not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL)::credit.conversion_result;
     END IF;
     v_available := credit._available(l);
 
@@ -68,13 +71,13 @@ BEGIN
             RETURN (CASE WHEN v_same THEN 'ok' ELSE 'exists_with_different_amount' END, d.reservation_id,
                     CASE WHEN v_same THEN h.status END, d.id, d.amount, CASE WHEN v_same THEN 0.00 END,
                     d.due_date, v_available, v_same,
-                    CASE WHEN v_same THEN v_remaining END)::credit.convert_result;
+                    CASE WHEN v_same THEN v_remaining END)::credit.conversion_result;
         END IF;
     END IF;
 
     IF h.id IS NULL THEN
         RETURN ('reservation_not_found', NULL, NULL, NULL, NULL, NULL, NULL, v_available, false,
-                NULL)::credit.convert_result;
+                NULL)::credit.conversion_result;
     ELSIF h.status = 'converted' AND shipment_ref IS NULL THEN
         SELECT * INTO d FROM credit.ledger_entry e
          WHERE e.line_id = l.id AND e.entry_type = 'DEBIT' AND e.ref = convert_to_debit.order_ref
@@ -82,19 +85,19 @@ BEGIN
         IF d.id IS NOT NULL THEN
             v_same := coalesce(v_amount, d.amount + h.released_amount) = d.amount;
             RETURN (CASE WHEN v_same THEN 'ok' ELSE 'exists_with_different_amount' END, h.id, h.status, d.id,
-                    d.amount, h.released_amount, d.due_date, v_available, v_same, 0.00)::credit.convert_result;
+                    d.amount, h.released_amount, d.due_date, v_available, v_same, 0.00)::credit.conversion_result;
         ELSIF v_amount IS NULL THEN
             RETURN ('ok', h.id, h.status, h.debit_entry_id, 0.00, h.released_amount,
                     (SELECT e.due_date FROM credit.ledger_entry e WHERE e.id = h.debit_entry_id), v_available,
-                    true, 0.00)::credit.convert_result;
+                    true, 0.00)::credit.conversion_result;
         END IF;
     ELSIF h.status IN ('released', 'expired') THEN
         RETURN ('reservation_' || h.status, h.id, h.status, NULL, NULL, NULL, NULL, v_available, false,
-                0.00)::credit.convert_result;
+                0.00)::credit.conversion_result;
     END IF;
     IF h.status = 'converted' OR v_amount > v_remaining THEN
         RETURN ('exceeds_reservation_amount', h.id, h.status, NULL, NULL, NULL, NULL, v_available, false,
-                v_remaining)::credit.convert_result;
+                v_remaining)::credit.conversion_result;
     END IF;
 
     RETURN credit._book_debit(l, h, coalesce(shipment_ref, order_ref), coalesce(v_amount, v_remaining),

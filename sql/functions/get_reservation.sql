@@ -6,12 +6,15 @@ SET ROLE credit_owner;
 -- is what the hold still counts toward reserved (amount less what was
 -- shipped; 0 once it has ended, or expired unswept); ledger_entry_id and
 -- due_date are those of its latest DEBIT.
+-- v1.2 replaced the result type (migration 0006); the function of the release
+-- before, which returns the old one, goes with it.
+DROP TYPE IF EXISTS credit.reservation_result CASCADE;
 CREATE OR REPLACE FUNCTION credit.get_reservation(wholesaler_id text, retailer_id text, order_ref text)
-RETURNS credit.reservation_result
+RETURNS credit.reservation_info
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_line bigint;
-    r credit.reservation_result;
+    r credit.reservation_info;
 BEGIN
     PERFORM credit._require_id(wholesaler_id, 'wholesaler_id');
     PERFORM credit._require_id(retailer_id, 'retailer_id');
@@ -20,7 +23,7 @@ BEGIN
      WHERE l.wholesaler_id = get_reservation.wholesaler_id AND l.retailer_id = get_reservation.retailer_id;
     IF v_line IS NULL THEN
         RETURN ROW('line_not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                   NULL)::credit.reservation_result;
+                   NULL)::credit.reservation_info;
     END IF;
     SELECT 'ok', h.id, CASE WHEN h.status = 'active' AND h.expires_at <= now() THEN 'expired' ELSE h.status END,
            h.amount, h.expires_at, h.created_at, h.released_at, h.release_reason, h.converted_at,
@@ -33,7 +36,7 @@ BEGIN
      WHERE h.line_id = v_line AND h.order_ref = get_reservation.order_ref;
     IF NOT FOUND THEN
         RETURN ROW('reservation_not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                   NULL)::credit.reservation_result;
+                   NULL)::credit.reservation_info;
     END IF;
     RETURN r;
 END

@@ -10,6 +10,8 @@ SET ROLE credit_owner;
 -- the line is debit_not_found, and nothing is written. The list is kept on
 -- the entry: a replay must name the same refs in the same order
 -- (exists_with_different_terms otherwise). An empty list is no list.
+-- v1.2 added applies_to (migration 0006).
+DROP FUNCTION IF EXISTS credit.record_payment(text, text, text, numeric);
 CREATE OR REPLACE FUNCTION credit.record_payment(
     wholesaler_id text, retailer_id text, payment_ref text, amount numeric, applies_to text[] DEFAULT NULL)
 RETURNS credit.entry_result

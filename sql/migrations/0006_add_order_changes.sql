@@ -48,26 +48,27 @@ ALTER TABLE credit.amendment ENABLE ALWAYS TRIGGER amendment_no_truncate;
 -- A payment's applies_to, as it was asked: a replay compares it.
 ALTER TABLE credit.ledger_entry ADD COLUMN applies_to text[];
 
--- Results gain trailing columns (v1 and v1.1 callers read the ones they know).
-ALTER TYPE credit.convert_result ADD ATTRIBUTE remaining_amount numeric(1000, 2);
-ALTER TYPE credit.reservation_result ADD ATTRIBUTE remaining_amount numeric(1000, 2);
-ALTER TYPE credit.reservation_row ADD ATTRIBUTE remaining_amount numeric(1000, 2);
+-- Results gain a trailing remaining_amount (v1 and v1.1 callers read the
+-- columns they know). They are new types: the functions of the release before
+-- keep returning the old ones until the function files load, in one
+-- transaction, the new functions and drop the old ones with their types, so
+-- that a caller finds one or the other at every moment of the upgrade. The
+-- same goes for the functions that gain an argument: no migration drops a
+-- function that callers may be calling.
+CREATE TYPE credit.conversion_result AS (
+    code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric(1000, 2),
+    released_amount numeric(1000, 2), due_date date, available numeric(1000, 2), replayed boolean,
+    remaining_amount numeric(1000, 2));
+CREATE TYPE credit.reservation_info AS (
+    code text, reservation_id bigint, status text, amount numeric(1000, 2), expires_at timestamptz,
+    created_at timestamptz, released_at timestamptz, release_reason text, converted_at timestamptz,
+    converted_amount numeric(1000, 2), released_amount numeric(1000, 2), ledger_entry_id bigint,
+    due_date date, remaining_amount numeric(1000, 2));
+CREATE TYPE credit.reservation_listing AS (
+    reservation_id bigint, order_ref text, status text, amount numeric(1000, 2), expires_at timestamptz,
+    created_at timestamptz, remaining_amount numeric(1000, 2));
 CREATE TYPE credit.amend_result AS (
     code text, reservation_id bigint, status text, amount numeric(1000, 2), previous_amount numeric(1000, 2),
     remaining_amount numeric(1000, 2), available numeric(1000, 2), shortfall numeric(1000, 2), replayed boolean);
-
--- Functions that gain an argument: the function files create them anew, and
--- a call with the old arguments reaches the new function through its default.
-DROP FUNCTION IF EXISTS credit.convert_to_debit(text, text, text, numeric, date);
-DROP FUNCTION IF EXISTS credit.convert_to_debit_batch(text[], text[], text[], numeric[]);
-DROP FUNCTION IF EXISTS credit._convert_to_debit_batch_check(text[], text[], text[], numeric[]);
-DROP FUNCTION IF EXISTS credit.record_payment(text, text, text, numeric);
--- The allocation rule's "settle these items first" becomes a list (a
--- reversal's own DEBIT, or a remittance's invoices).
-DROP FUNCTION IF EXISTS credit._allocate_credit(bigint, numeric, bigint, timestamptz);
-DROP FUNCTION IF EXISTS credit._post_entry(credit.line, text, text, numeric, text, bigint);
--- An item's allocation takes the caller's changes to the line's totals, so
--- that a conversion updates the line row once.
-DROP FUNCTION IF EXISTS credit._allocate_item(bigint, bigint, date, numeric, timestamptz);
 
 RESET ROLE;
