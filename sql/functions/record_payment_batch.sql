@@ -12,7 +12,8 @@ SET ROLE credit_owner;
 -- each line's outstanding moves by one UPDATE; the allocation rule runs
 -- through credit._allocate_credit for each payment in item order, as each
 -- single call runs it. A key seen earlier, in the ledger or in this batch,
--- replays (or conflicts) exactly as _replay_entry would answer; outstanding
+-- replays (or conflicts) exactly as record_payment without applies_to would
+-- answer (a payment that named its invoices: exists_with_different_terms); outstanding
 -- and available are each line's running figures after the items before.
 CREATE OR REPLACE FUNCTION credit.record_payment_batch(
     wholesaler_ids text[], retailer_ids text[], payment_refs text[], amounts numeric[])
@@ -25,6 +26,7 @@ DECLARE
     v_first integer[];    -- per item: the first item of the batch with its (line, payment_ref)
     v_earlier bigint[];   -- per item: the id of an entry the ledger held before the call
     v_earlier_amounts numeric[];  -- and its amount
+    v_earlier_named boolean[];  -- and whether it named invoices (applies_to): a batch item names none
     v_ids bigint[];       -- per item: the entry the item is about, once written
     v_line bigint;
     v_amount numeric;
@@ -40,12 +42,12 @@ BEGIN
     -- Per item: its amount, the first item with its key, and the entry the
     -- ledger already holds under that key (one probe of the ledger's key each).
     SELECT array_agg(t.a ORDER BY t.i), array_agg(t.first ORDER BY t.i), array_agg(e.id ORDER BY t.i),
-           array_agg(e.amount ORDER BY t.i)
-      INTO v_amounts, v_first, v_earlier, v_earlier_amounts
+           array_agg(e.amount ORDER BY t.i), array_agg(e.applies_to IS NOT NULL ORDER BY t.i)
+      INTO v_amounts, v_first, v_earlier, v_earlier_amounts, v_earlier_named
       FROM (SELECT u.i, u.line_id, u.o, round(u.a, 2) AS a,
                    min(u.i) OVER (PARTITION BY u.line_id, u.o)::integer AS first
               FROM unnest(v_lines, payment_refs, amounts) WITH ORDINALITY AS u(line_id, o, a, i)) t
-      LEFT JOIN LATERAL (SELECT x.id, x.amount FROM credit.ledger_entry x
+      LEFT JOIN LATERAL (SELECT x.id, x.amount, x.applies_to FROM credit.ledger_entry x
                           WHERE x.line_id = t.line_id AND x.entry_type = 'CREDIT' AND x.ref = t.o OFFSET 0) e ON true;
 
     -- The new payments: the first item of each key the ledger does not hold yet.
@@ -79,19 +81,21 @@ BEGIN
     RETURN QUERY
         SELECT t.i::integer,
                CASE WHEN t.line_id IS NULL THEN 'line_not_found'
-                    WHEN t.is_new OR t.a = t.first_amount THEN 'ok'
-                    ELSE 'exists_with_different_amount' END,
+                    WHEN t.is_new THEN 'ok'
+                    WHEN t.a <> t.first_amount THEN 'exists_with_different_amount'
+                    WHEN t.earlier_named THEN 'exists_with_different_terms'
+                    ELSE 'ok' END,
                t.id,
                (l.outstanding + t.later)::numeric(1000, 2),
                (credit._available(l) - t.later)::numeric(1000, 2),
-               t.line_id IS NOT NULL AND NOT t.is_new AND t.a = t.first_amount
+               t.line_id IS NOT NULL AND NOT t.is_new AND t.a = t.first_amount AND NOT t.earlier_named
           FROM (SELECT u.*, u.line_id IS NOT NULL AND u.earlier IS NULL AND u.first = u.i AS is_new,
                        coalesce(u.earlier_amount, v_amounts[u.first]) AS first_amount,
                        coalesce(sum(CASE WHEN u.earlier IS NULL AND u.first = u.i THEN u.a END)
                                     OVER (PARTITION BY u.line_id ORDER BY u.i
                                           ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS later
-                  FROM unnest(v_lines, v_amounts, v_first, v_earlier, v_earlier_amounts, v_ids)
-                       WITH ORDINALITY AS u(line_id, a, first, earlier, earlier_amount, id, i)) t
+                  FROM unnest(v_lines, v_amounts, v_first, v_earlier, v_earlier_amounts, v_earlier_named, v_ids)
+                       WITH ORDINALITY AS u(line_id, a, first, earlier, earlier_amount, earlier_named, id, i)) t
           LEFT JOIN LATERAL (SELECT x.* FROM credit.line x WHERE x.id = t.line_id OFFSET 0) l ON true
          ORDER BY t.i;
 END
