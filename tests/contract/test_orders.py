@@ -170,10 +170,10 @@ def test_an_order_shipped_in_parts_each_with_its_own_due_date(line):
     second = ship(line, "o", None, "o/2")  # all that remains, due after the line's terms
     assert (second["status"], second["debited_amount"], second["due_date"], second["remaining_amount"]) == \
         ("converted", D(700), t + dt.timedelta(days=30), D(0))
-    debits = line.execute("SELECT ref, amount, due_date, reservation_id FROM credit.ledger_entry ORDER BY id").fetchall()
-    assert debits == [
-        {"ref": "o/1", "amount": D(300), "due_date": t + dt.timedelta(days=10), "reservation_id": held["reservation_id"]},
-        {"ref": "o/2", "amount": D(700), "due_date": t + dt.timedelta(days=30), "reservation_id": held["reservation_id"]}]
+    debits = line.execute("SELECT ref, amount, due_date, reservation_id = %s AS mine FROM credit.ledger_entry "
+                          "ORDER BY id", [held["reservation_id"]]).fetchall()
+    assert debits == [{"ref": "o/1", "amount": D(300), "due_date": t + dt.timedelta(days=10), "mine": True},
+                      {"ref": "o/2", "amount": D(700), "due_date": t + dt.timedelta(days=30), "mine": True}]
     info = call(line, "get_reservation", W, R, "o")
     assert (info["status"], info["converted_amount"], info["released_amount"], info["ledger_entry_id"],
             info["due_date"]) == ("converted", D(1_000), D(0), second["ledger_entry_id"], t + dt.timedelta(days=30))
