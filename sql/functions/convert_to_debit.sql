@@ -92,8 +92,9 @@ BEGIN
                     true, 0.00)::credit.conversion_result;
         END IF;
     ELSIF h.status IN ('released', 'expired') THEN
-        RETURN ('reservation_' || h.status, h.id, h.status, NULL, NULL, NULL, NULL, v_available, false,
-                0.00)::credit.conversion_result;
+        -- Codes written out whole: the reference's test reads them from the source.
+        RETURN (CASE h.status WHEN 'released' THEN 'reservation_released' ELSE 'reservation_expired' END,
+                h.id, h.status, NULL, NULL, NULL, NULL, v_available, false, 0.00)::credit.conversion_result;
     END IF;
     IF h.status = 'converted' OR v_amount > v_remaining THEN
         RETURN ('exceeds_reservation_amount', h.id, h.status, NULL, NULL, NULL, NULL, v_available, false,
@@ -106,3 +107,42 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date, text) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date, text) IS $doc$Turns an active hold into DEBITs (the order was delivered), each due on its own due date and each an
+open item that payments settle. With shipment_ref, one shipment: a DEBIT of amount under the shipment_ref;
+the rest stays held, and the hold stays active until nothing remains (then it is converted). Without it,
+the final conversion: a DEBIT of amount under the order_ref, the rest of the hold released, the hold
+converted. A shipment_ref used before on the line replays if it is this order's shipment of this amount,
+else exists_with_different_amount; a final conversion of a converted hold replays when the effective
+amounts match (NULL: what remained before it), and of a hold its shipments converted replays with NULL
+(nothing is left to debit). A shipment on a converted hold asks for more than remains.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  order_ref: the order whose hold to convert; the final conversion's DEBIT ref.
+  amount: what to debit, at most what remains of the hold: greater than zero, at most 2 decimal places;
+    NULL: all that remains.
+  due_date: the DEBIT's due date; NULL: today + the line's payment_terms_days.
+  shipment_ref: the shipment, the DEBIT's ref: unique among the line's DEBIT refs (order_refs included)
+    for ever, and not the order_ref itself; NULL: the final conversion.
+Codes: ok, line_not_found, reservation_not_found, reservation_released, reservation_expired,
+  exceeds_reservation_amount, exists_with_different_amount
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same order_ref and shipment_ref.$doc$;
+COMMENT ON TYPE credit.conversion_result IS $doc$The outcome of a conversion or a shipment (convert_to_debit; convert_to_debit_batch's rows carry the same
+columns after item).$doc$;
+COMMENT ON COLUMN credit.conversion_result.code IS $doc$ok, or why nothing was debited.$doc$;
+COMMENT ON COLUMN credit.conversion_result.reservation_id IS $doc$The hold's id (on exists_with_different_amount, the hold whose DEBIT carries the ref); NULL for
+line_not_found and reservation_not_found.$doc$;
+COMMENT ON COLUMN credit.conversion_result.status IS $doc$The hold's status after the call: active (a shipment left some of it held), converted, or the status
+that prevented it.$doc$;
+COMMENT ON COLUMN credit.conversion_result.ledger_entry_id IS $doc$The DEBIT entry's id (the original's on a replay; the hold's latest when its shipments had converted it);
+NULL when nothing was debited.$doc$;
+COMMENT ON COLUMN credit.conversion_result.debited_amount IS $doc$The amount debited (the original's on a replay; 0.00 when nothing was left to debit).$doc$;
+COMMENT ON COLUMN credit.conversion_result.released_amount IS $doc$The part of the hold a final conversion released (0.00 for a whole conversion and for a shipment).$doc$;
+COMMENT ON COLUMN credit.conversion_result.due_date IS $doc$The DEBIT's due date.$doc$;
+COMMENT ON COLUMN credit.conversion_result.available IS $doc$The line's available after the call; NULL for line_not_found.$doc$;
+COMMENT ON COLUMN credit.conversion_result.replayed IS $doc$true when this conversion or shipment had been made before: nothing changed.$doc$;
+COMMENT ON COLUMN credit.conversion_result.remaining_amount IS $doc$What the hold still holds after the call (amount less what was debited); 0.00 once it has ended.$doc$;

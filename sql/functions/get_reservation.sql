@@ -43,3 +43,31 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.get_reservation(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.get_reservation(text, text, text) TO credit_app, credit_auditor;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.get_reservation(text, text, text) IS $doc$One hold, by its order_ref, as an application shows it. A read: no lock, no write. status is the effective
+one: an active hold past its expiry reads expired before any sweep marks it. An order shipped in parts
+shows what was debited so far, its latest DEBIT, and what it still holds.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  order_ref: the order.
+Codes: ok, line_not_found, reservation_not_found
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.$doc$;
+COMMENT ON TYPE credit.reservation_info IS $doc$One hold, as get_reservation reads it. NULL columns when code is not ok.$doc$;
+COMMENT ON COLUMN credit.reservation_info.code IS $doc$ok, line_not_found or reservation_not_found.$doc$;
+COMMENT ON COLUMN credit.reservation_info.reservation_id IS $doc$The hold's id.$doc$;
+COMMENT ON COLUMN credit.reservation_info.status IS $doc$active, released, converted or expired (effective: past its expiry reads expired).$doc$;
+COMMENT ON COLUMN credit.reservation_info.amount IS $doc$The order's total, after amendments.$doc$;
+COMMENT ON COLUMN credit.reservation_info.expires_at IS $doc$When the hold expires; NULL: never.$doc$;
+COMMENT ON COLUMN credit.reservation_info.created_at IS $doc$When the hold was granted.$doc$;
+COMMENT ON COLUMN credit.reservation_info.released_at IS $doc$When it was released; NULL otherwise.$doc$;
+COMMENT ON COLUMN credit.reservation_info.release_reason IS $doc$The reason given with the release.$doc$;
+COMMENT ON COLUMN credit.reservation_info.converted_at IS $doc$When it became converted (nothing left to hold); NULL otherwise.$doc$;
+COMMENT ON COLUMN credit.reservation_info.converted_amount IS $doc$The amount debited so far, by its shipments and its final conversion; NULL until its first DEBIT.$doc$;
+COMMENT ON COLUMN credit.reservation_info.released_amount IS $doc$What its end released: what remained on release or expiry, the rest on a final conversion; NULL while
+active. converted_amount + released_amount = amount once it has ended.$doc$;
+COMMENT ON COLUMN credit.reservation_info.ledger_entry_id IS $doc$The id of its latest DEBIT; NULL until the first.$doc$;
+COMMENT ON COLUMN credit.reservation_info.due_date IS $doc$Its latest DEBIT's due date; NULL until the first.$doc$;
+COMMENT ON COLUMN credit.reservation_info.remaining_amount IS $doc$What it still holds toward the line's reserved: amount less converted_amount while active; 0.00 once it
+has ended (or expired, before any sweep).$doc$;
