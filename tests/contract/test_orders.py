@@ -463,3 +463,25 @@ def test_a_raise_counts_as_a_reservation_for_the_limit_check(line):
     line.execute("UPDATE credit.reservation SET amount = 6000, original_amount = 5000")
     line.execute("UPDATE credit.line SET reserved = 6000")
     assert findings(line) == {"over_limit"}
+
+
+def test_the_remittance_example_in_receivables_md(line):
+    """RECEIVABLES.md's remittance example, step by step (today is its 15 April)."""
+    t = today(line)
+    day = lambda n: t + dt.timedelta(days=n)  # noqa: E731
+    call(line, "reserve_credit", W, R, "A", 700)
+    ship(line, "A", 400, "A/1", day(-15))
+    ship(line, "A", 300, "A/2", day(-6))
+    call(line, "reserve_credit", W, R, "B", 200)
+    call(line, "convert_to_debit", W, R, "B", None, day(-4))
+    call(line, "set_overdue_policy", W, R, 10)
+    assert unpaid(line) == {"A/1": D(400), "A/2": D(300), "B": D(200)}
+    call(line, "record_payment", W, R, "remit-1", 450, ["B", "A/2"])
+    assert unpaid(line) == {"A/1": D(400), "A/2": D(50)}
+    aging = call(line, "aging", t, W, R)
+    assert (aging["days_1_30"], aging["not_due"], aging["unapplied_credit"]) == (D(450), D(0), D(0))
+    assert call(line, "reserve_credit", W, R, "C", 10)["code"] == "overdue"  # A/1 is 15 days late
+    call(line, "record_payment", W, R, "remit-2", 500, ["B", "A/2"])
+    assert unpaid(line) == {} and call(line, "aging", t, W, R)["unapplied_credit"] == D(50)
+    assert call(line, "reserve_credit", W, R, "C", 10)["code"] == "ok"
+    assert findings(line) == set()
