@@ -7,12 +7,13 @@ SET ROLE credit_owner;
 -- unpaid amount, in the order given: a reversal's own DEBIT, or the invoices
 -- a remittance names (record_payment's applies_to); those already paid are
 -- skipped. Every settlement is kept (credit.settlement) so that aging can be
--- read as of any past day. The caller holds the line's row lock; at as in
--- _allocate_item.
--- v1.2 made first_item a list (migration 0006).
-DROP FUNCTION IF EXISTS credit._allocate_credit(bigint, numeric, bigint, timestamptz);
+-- read as of any past day. The caller holds the line's row lock; at and
+-- outstanding_delta as in _allocate_item.
+-- v1.2 made first_item a list (migration 0007).
+DROP FUNCTION IF EXISTS credit._allocate_credit(bigint, numeric, bigint, timestamptz, numeric);
 CREATE OR REPLACE FUNCTION credit._allocate_credit(
-    line_id bigint, amount numeric, first_items bigint[] DEFAULT NULL, at timestamptz DEFAULT now())
+    line_id bigint, amount numeric, first_items bigint[] DEFAULT NULL, at timestamptz DEFAULT now(),
+    outstanding_delta numeric DEFAULT 0)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -47,8 +48,9 @@ BEGIN
     UPDATE credit.line l
        SET unapplied = l.unapplied + v_left,
            oldest_unpaid_due = (SELECT min(x.due_date) FROM credit.open_item x
-                                 WHERE x.line_id = _allocate_credit.line_id)
+                                 WHERE x.line_id = _allocate_credit.line_id),
+           outstanding = l.outstanding + outstanding_delta
      WHERE l.id = _allocate_credit.line_id;
 END
 $$;
-REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint[], timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint[], timestamptz, numeric) FROM PUBLIC;

@@ -1,12 +1,11 @@
 SET ROLE credit_owner;
 
--- Appends a ledger entry to a locked line, moves its outstanding total (DEBIT
--- and ADJUSTMENT, signed, add; CREDIT and REVERSAL subtract) and applies the
--- allocation rule: a positive adjustment is an open item due today, the rest
--- settle open items, first_items first (a reversal its own debit, a
--- remittance the DEBITs its applies_to names, kept on the entry). The caller
--- has checked that the key is new (_replay_entry).
--- v1.2 added first_items and applies_to (migration 0006).
+-- A single ledger call's posting (credit._post_entries, for one entry) and
+-- its result: the entry, and the line's outstanding and available after it.
+-- The caller has checked that the key is new (credit._replay_entry). A
+-- remittance passes the refs it named (applies_to) and their DEBITs
+-- (first_items, settled first).
+-- v1.2 added first_items and applies_to (migration 0007).
 DROP FUNCTION IF EXISTS credit._post_entry(credit.line, text, text, numeric, text, bigint);
 CREATE OR REPLACE FUNCTION credit._post_entry(
     l credit.line, entry_type text, ref text, amount numeric, memo text, debit_id bigint,
@@ -14,21 +13,11 @@ CREATE OR REPLACE FUNCTION credit._post_entry(
 RETURNS credit.entry_result
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
-    v_delta numeric := CASE WHEN entry_type IN ('CREDIT', 'REVERSAL') THEN -amount ELSE amount END;
-    v_due date := CASE WHEN v_delta > 0 THEN current_date END;
+    v_ids bigint[] := credit._post_entries(ARRAY[l.id], entry_type, ARRAY[ref], ARRAY[amount], ARRAY[memo],
+                                           ARRAY[debit_id], NULL, NULL, NULL, applies_to, first_items);
+    v_delta numeric := credit._entry_delta(entry_type, amount);
 BEGIN
-    INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, memo, debit_id, due_date, applies_to)
-    VALUES (l.id, entry_type, amount, ref, memo, debit_id, v_due, applies_to)
-    RETURNING id INTO v_id;
-    UPDATE credit.line x SET outstanding = x.outstanding + v_delta WHERE x.id = l.id;
-    IF v_delta > 0 THEN
-        PERFORM credit._allocate_item(l.id, v_id, v_due, v_delta);
-    ELSE
-        PERFORM credit._allocate_credit(l.id, -v_delta, first_items);
-    END IF;
-    RETURN ('ok', v_id, l.outstanding + v_delta, credit._available(l) - v_delta,
-            false)::credit.entry_result;
+    RETURN ('ok', v_ids[1], l.outstanding + v_delta, credit._available(l) - v_delta, false)::credit.entry_result;
 END
 $$;
 REVOKE ALL ON FUNCTION credit._post_entry(credit.line, text, text, numeric, text, bigint, bigint[], text[]) FROM PUBLIC;

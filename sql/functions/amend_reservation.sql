@@ -50,7 +50,7 @@ BEGIN
      WHERE r.line_id = l.id AND r.order_ref = coalesce(a.order_ref, amend_reservation.order_ref);
     IF a.line_id IS NOT NULL THEN
         v_code := CASE WHEN a.order_ref <> order_ref THEN 'exists_with_different_terms'
-                       WHEN a.new_amount <> v_amount THEN 'exists_with_different_amount' ELSE 'ok' END;
+                       ELSE credit._replay(a.new_amount, v_amount) END;
         RETURN (v_code, h.id, h.status, a.new_amount, a.previous_amount,
                 CASE WHEN h.status = 'active' THEN h.amount - coalesce(h.converted_amount, 0) ELSE 0.00 END,
                 v_available, CASE WHEN v_code = 'ok' THEN 0.00 END, v_code = 'ok')::credit.amend_result;
@@ -65,9 +65,7 @@ BEGIN
 
     v_delta := v_amount - h.amount;
     IF v_delta > 0 THEN
-        v_code := CASE WHEN l.status = 'blocked' THEN 'line_blocked'
-                       WHEN credit._overdue(l) THEN 'overdue'
-                       WHEN v_delta > v_available THEN 'insufficient_credit' END;
+        v_code := credit._refusal(l, v_delta, v_available);  -- as a new reservation of the increase
         IF v_code IS NOT NULL THEN
             PERFORM credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_delta, v_code);
             RETURN (v_code, h.id, h.status, h.amount, NULL, h.amount - coalesce(h.converted_amount, 0), v_available,

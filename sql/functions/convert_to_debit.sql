@@ -16,7 +16,7 @@ SET ROLE credit_owner;
 -- which for a v1 conversion is the whole hold); a hold that was converted by
 -- its shipments alone has nothing left: NULL replays, an amount exceeds it.
 -- A shipment on a converted hold likewise asks for more than remains.
--- v1.2 replaced the five-argument function and its result type (migration 0006).
+-- v1.2 replaced the five-argument function and its result type (migration 0007).
 DROP FUNCTION IF EXISTS credit.convert_to_debit(text, text, text, numeric, date);
 DROP TYPE IF EXISTS credit.convert_result;
 CREATE OR REPLACE FUNCTION credit.convert_to_debit(
@@ -27,11 +27,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock
 DECLARE
     v_amount numeric;
     v_remaining numeric;
-    v_same boolean;
     l credit.line;
     h credit.reservation;
     d credit.ledger_entry;
     v_available numeric;
+    v_code text;
 BEGIN
     -- One cheap test passes good ids; the checks that name the argument run only when it fails.
     IF NOT coalesce(credit._id_ok(wholesaler_id) AND credit._id_ok(retailer_id) AND credit._id_ok(order_ref)
@@ -63,30 +63,27 @@ BEGIN
     SELECT * INTO h FROM credit.reservation r
      WHERE r.line_id = l.id AND r.order_ref = convert_to_debit.order_ref;
     v_remaining := CASE WHEN h.status = 'active' THEN h.amount - coalesce(h.converted_amount, 0) ELSE 0.00 END;
-    IF shipment_ref IS NOT NULL THEN
-        SELECT * INTO d FROM credit.ledger_entry e
-         WHERE e.line_id = l.id AND e.entry_type = 'DEBIT' AND e.ref = convert_to_debit.shipment_ref;
-        IF d.id IS NOT NULL THEN
-            v_same := coalesce(d.reservation_id = h.id AND coalesce(v_amount, d.amount) = d.amount, false);
-            RETURN (CASE WHEN v_same THEN 'ok' ELSE 'exists_with_different_amount' END, d.reservation_id,
-                    CASE WHEN v_same THEN h.status END, d.id, d.amount, CASE WHEN v_same THEN 0.00 END,
-                    d.due_date, v_available, v_same,
-                    CASE WHEN v_same THEN v_remaining END)::credit.conversion_result;
-        END IF;
+    -- The DEBIT ref this call would write, looked up once: a shipment's
+    -- replay, a final conversion's, or a ref another order's DEBIT carries.
+    SELECT * INTO d FROM credit.ledger_entry e
+     WHERE e.line_id = l.id AND e.entry_type = 'DEBIT' AND e.ref = coalesce(shipment_ref, convert_to_debit.order_ref);
+    IF shipment_ref IS NOT NULL AND d.id IS NOT NULL THEN
+        v_code := CASE WHEN d.reservation_id = h.id THEN credit._replay(d.amount, coalesce(v_amount, d.amount))
+                       ELSE 'exists_with_different_amount' END;
+        RETURN (v_code, d.reservation_id, CASE WHEN v_code = 'ok' THEN h.status END, d.id, d.amount,
+                CASE WHEN v_code = 'ok' THEN 0.00 END, d.due_date, v_available, v_code = 'ok',
+                CASE WHEN v_code = 'ok' THEN v_remaining END)::credit.conversion_result;
     END IF;
 
     IF h.id IS NULL THEN
         RETURN ('reservation_not_found', NULL, NULL, NULL, NULL, NULL, NULL, v_available, false,
                 NULL)::credit.conversion_result;
     ELSIF h.status = 'converted' AND shipment_ref IS NULL THEN
-        SELECT * INTO d FROM credit.ledger_entry e
-         WHERE e.line_id = l.id AND e.entry_type = 'DEBIT' AND e.ref = convert_to_debit.order_ref
-           AND e.reservation_id = h.id;
-        IF d.id IS NOT NULL THEN
-            v_same := coalesce(v_amount, d.amount + h.released_amount) = d.amount;
-            RETURN (CASE WHEN v_same THEN 'ok' ELSE 'exists_with_different_amount' END, h.id, h.status, d.id,
-                    d.amount, h.released_amount, d.due_date, v_available, v_same, 0.00)::credit.conversion_result;
-        ELSIF v_amount IS NULL THEN
+        IF d.reservation_id = h.id THEN  -- its final conversion: NULL meant what remained before it
+            v_code := credit._replay(d.amount, coalesce(v_amount, d.amount + h.released_amount));
+            RETURN (v_code, h.id, h.status, d.id, d.amount, h.released_amount, d.due_date, v_available,
+                    v_code = 'ok', 0.00)::credit.conversion_result;
+        ELSIF v_amount IS NULL THEN  -- converted by its shipments (or a cut): nothing is left to debit
             RETURN ('ok', h.id, h.status, h.debit_entry_id, 0.00, h.released_amount,
                     (SELECT e.due_date FROM credit.ledger_entry e WHERE e.id = h.debit_entry_id), v_available,
                     true, 0.00)::credit.conversion_result;
@@ -99,6 +96,9 @@ BEGIN
     IF h.status = 'converted' OR v_amount > v_remaining THEN
         RETURN ('exceeds_reservation_amount', h.id, h.status, NULL, NULL, NULL, NULL, v_available, false,
                 v_remaining)::credit.conversion_result;
+    ELSIF d.id IS NOT NULL THEN  -- another order's shipment took this order_ref as its DEBIT ref
+        RETURN ('exists_with_different_amount', d.reservation_id, NULL, d.id, d.amount, NULL, d.due_date,
+                v_available, false, NULL)::credit.conversion_result;
     END IF;
 
     RETURN credit._book_debit(l, h, coalesce(shipment_ref, order_ref), coalesce(v_amount, v_remaining),

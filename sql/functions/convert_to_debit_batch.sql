@@ -12,7 +12,7 @@ SET ROLE credit_owner;
 -- this transaction already: one implementation of the conversion and of the
 -- allocation rule (credit._allocate_item), so item i gets exactly what the
 -- single call would have given it after items 1..i-1.
--- v1.2 added shipment_refs (migration 0006).
+-- v1.2 added shipment_refs (migration 0007).
 DROP FUNCTION IF EXISTS credit.convert_to_debit_batch(text[], text[], text[], numeric[]);
 CREATE OR REPLACE FUNCTION credit.convert_to_debit_batch(
     wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[] DEFAULT NULL,

@@ -6,7 +6,7 @@ SET ROLE credit_owner;
 -- is what the hold still counts toward reserved (amount less what was
 -- shipped; 0 once it has ended, or expired unswept); ledger_entry_id and
 -- due_date are those of its latest DEBIT.
--- v1.2 replaced the result type (migration 0006); the function of the release
+-- v1.2 replaced the result type (migration 0007); the function of the release
 -- before, which returns the old one, goes with it.
 DROP TYPE IF EXISTS credit.reservation_result CASCADE;
 CREATE OR REPLACE FUNCTION credit.get_reservation(wholesaler_id text, retailer_id text, order_ref text)

@@ -10,7 +10,7 @@ SET ROLE credit_owner;
 -- id); the branches below read at most max_rows rows each and are merged in
 -- id order, so a page costs what it returns, however many ended holds the
 -- line has. Branches for other statuses are cut off before they run.
--- v1.2 replaced the row type (migration 0006); the function of the release
+-- v1.2 replaced the row type (migration 0007); the function of the release
 -- before, which returns the old one, goes with it.
 DROP TYPE IF EXISTS credit.reservation_row CASCADE;
 CREATE OR REPLACE FUNCTION credit.list_reservations(

@@ -10,7 +10,7 @@ SET ROLE credit_owner;
 -- the line is debit_not_found, and nothing is written. The list is kept on
 -- the entry: a replay must name the same refs in the same order
 -- (exists_with_different_terms otherwise). An empty list is no list.
--- v1.2 added applies_to (migration 0006).
+-- v1.2 added applies_to (migration 0007).
 DROP FUNCTION IF EXISTS credit.record_payment(text, text, text, numeric);
 CREATE OR REPLACE FUNCTION credit.record_payment(
     wholesaler_id text, retailer_id text, payment_ref text, amount numeric, applies_to text[] DEFAULT NULL)
@@ -35,7 +35,7 @@ BEGIN
     IF l.id IS NULL THEN
         RETURN ('line_not_found', NULL, NULL, NULL, false)::credit.entry_result;
     END IF;
-    r := credit._replay_entry(l, 'CREDIT', payment_ref, v_amount);
+    SELECT * INTO r FROM credit._replay_entry(l, 'CREDIT', payment_ref, v_amount);
     IF r.code = 'ok' AND (SELECT e.applies_to FROM credit.ledger_entry e WHERE e.id = r.ledger_entry_id)
                          IS DISTINCT FROM v_refs THEN
         RETURN ('exists_with_different_terms', r.ledger_entry_id, r.outstanding, r.available,

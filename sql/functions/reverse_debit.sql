@@ -25,7 +25,7 @@ BEGIN
     IF l.id IS NULL THEN
         RETURN ('line_not_found', NULL, NULL, NULL, false)::credit.entry_result;
     END IF;
-    r := credit._replay_entry(l, 'REVERSAL', reversal_ref, v_amount);
+    SELECT * INTO r FROM credit._replay_entry(l, 'REVERSAL', reversal_ref, v_amount);
     IF r.code IS NOT NULL THEN
         RETURN r;
     END IF;
@@ -41,7 +41,7 @@ BEGIN
         RETURN ('exceeds_debit_amount', NULL, l.outstanding, credit._available(l),
                 false)::credit.entry_result;
     END IF;
-    RETURN credit._post_entry(l, 'REVERSAL', reversal_ref, v_amount, reason, d.id, ARRAY[d.id]);
+    RETURN credit._post_entry(l, 'REVERSAL', reversal_ref, v_amount, reason, d.id);
 END
 $$;
 REVOKE ALL ON FUNCTION credit.reverse_debit(text, text, text, text, numeric, text) FROM PUBLIC;

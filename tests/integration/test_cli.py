@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from support.db import call
+from pgcredit.tools.bench import AB_WORKLOADS
 from pgcredit.tools.cli import AGING_COLUMNS, main
 
 
@@ -151,7 +152,9 @@ def test_bench_compare_sql_runs_and_reports(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "ab.md").read_text()
     assert f"A: {sql}, B: this installation's sql/" in report
-    rows = [line for line in report.splitlines() if line.startswith("| reserve_")]
-    assert [r.split(" | ")[0] for r in rows] == ["| reserve_hot @8", "| reserve_spread @32", "| reserve_spread @8"]
+    rows = [line for line in report.splitlines() if line.startswith("| ") and " @" in line.split(" | ")[0]]
+    assert [r.split(" | ")[0] for r in rows] == [f"| {name} @{clients}" for name, clients in AB_WORKLOADS]
     for row in rows:
         assert float(row.split(" | ")[2]) > 0  # the median of B/A
+    # The hot batch against the bare UPDATE, on each side.
+    assert [line.split(":")[0] for line in report.splitlines() if line.startswith("- ")] == ["- A", "- B"]

@@ -308,13 +308,13 @@ def _v11_book(conn) -> None:
 
 
 def test_a_v11_book_upgraded_to_orders_reads_the_same_and_goes_on(cluster, tmp_path):
-    """A book written by the release before migration 0006 (its migrations and
+    """A book written by the release before migration 0007 (its migrations and
     function files, from git), upgraded: every v1.1 read gives what it gave,
     with two differences SPEC v1.2 brings (remaining_amount, a trailing column;
     an expired hold's released_amount, which v1.1 left NULL, is what its
     expiry released); reconcile is clean; the old keys replay and the new
     calls work on the old holds and debits."""
-    k = next(i for i, m in enumerate(MIGRATIONS) if m.name == "0006_add_order_changes.sql")
+    k = next(i for i, m in enumerate(MIGRATIONS) if m.name == "0007_add_order_changes.sql")
     db = cluster.create_database(template=None)
     try:
         dsn = cluster.dsn(db)

@@ -48,7 +48,9 @@ SPREAD_GROUP = ["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread",
 # one pgbench script per workload (bench_sql/workloads/NAME.sql), each runnable
 # with pgbench -f as it is. What the baselines (a)-(e) are: baselines.sql.
 BENCH_SQL = Path(__file__).resolve().parent / "bench_sql"
-BASELINE_SQL = (BENCH_SQL / "baselines.sql").read_text(encoding="utf-8")
+# (a) the bare UPDATE alone, in the A/B's databases (the rest creates roles, once per cluster).
+BARE_SQL = (BENCH_SQL / "bare.sql").read_text(encoding="utf-8")
+BASELINE_SQL = BARE_SQL + (BENCH_SQL / "baselines.sql").read_text(encoding="utf-8")
 SCRIPTS = {p.stem: p.read_text(encoding="utf-8") for p in sorted((BENCH_SQL / "workloads").glob("*.sql"))}
 
 
@@ -384,15 +386,25 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
     return results
 
 
-def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, list[float]]]:
-    """What a change costs reserve_credit: the same workloads against a
+# The A/B's workloads: the single calls, and the hot batch with its baseline
+# (a batch's items/s against the bare UPDATE's tps on each side).
+AB_WORKLOADS = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8), ("convert_spread", 8),
+                ("payment_spread", 8), ("reserve_batch_hot", 8), ("bare_hot", 8)]
+
+
+def run_ab(out: Path, base_sql: Path, quick: bool = False,
+           only: str | None = None) -> list[tuple[str, list[float]]]:
+    """What a change costs the calls: the same workloads against a
     database built from another sql/ tree (A, e.g. the last release from git)
     and one built from this installation's (B), on one cluster, alternating
     A, B, B, A, A, B ... in short rounds (which side goes first alternates,
     so that whatever one run leaves behind, such as autovacuum work or dirty
     buffers for the next CHECKPOINT, falls on both sides alike). Reports B/A
-    per round pair, their median and range."""
+    per round pair, their median and range, and on each side the hot batch's
+    items/s over the bare UPDATE's tps. only: as run's."""
     rounds, seconds = (1, 1) if quick else (5, 5)
+    patterns = [p.strip() for p in only.split(",")] if only else ["*"]
+    workloads = [(n, c) for n, c in AB_WORKLOADS if any(fnmatch.fnmatch(n, p) for p in patterns)]
     work = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
     pairs: list[tuple[str, list[float]]] = []
     try:
@@ -401,19 +413,21 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, li
             for side, root in (("a", base_sql), ("b", None)):
                 dsns[side] = server.ensure_database(f"bench_{side}")
                 migrate(dsns[side], root)
+                with psycopg.connect(dsns[side], autocommit=True) as conn:
+                    conn.execute(BARE_SQL)
                 client = CreditClient(dsns[side])
                 for line in ["hot", *[f"s{i}" for i in range(1000)]]:
                     client.open_line("bench", line, Decimal(10) ** 15)
                 client.close()
                 with psycopg.connect(dsns[side], autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
-            workloads = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8)]
             benches = {}
             for side, dsn in dsns.items():
                 (work / side).mkdir()
                 benches[side] = Bench(server, seconds, work / side)
                 benches[side].use("tuned", dsn, "prepared")
                 benches[side].total = len(workloads) * rounds
+            per_side: dict[tuple[str, str], list[float]] = {}
             for name, clients in workloads:
                 ratios = []
                 for k in range(rounds):
@@ -422,6 +436,8 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, li
                     for bench in benches.values():
                         bench.rounds.clear()  # each pair is a ratio of its own
                     ratios.append(tps["b"] / tps["a"])
+                    for side in tps:
+                        per_side.setdefault((name, side), []).append(tps[side])
                 pairs.append((f"{name} @{clients}", ratios))
             version = psycopg.connect(dsns["b"]).execute("SHOW server_version").fetchone()[0]
     finally:
@@ -432,6 +448,13 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, li
     for what, ratios in pairs:
         lines.append(f"| {what} | {', '.join(f'{r:.3f}' for r in ratios)} | {statistics.median(ratios):.3f} | "
                      f"{min(ratios):.3f}–{max(ratios):.3f} |")
+    if ("reserve_batch_hot", "a") in per_side and ("bare_hot", "a") in per_side:
+        lines += ["", f"reserve_batch_hot @8 items/s ({BATCH} items per call) / bare_hot @8 tps, "
+                      "each the median of its rounds:", ""]
+        for side in ("a", "b"):
+            ratio = (statistics.median(per_side[("reserve_batch_hot", side)]) * BATCH
+                     / statistics.median(per_side[("bare_hot", side)]))
+            lines.append(f"- {side.upper()}: {ratio:.2f}")
     text = "\n".join(lines) + "\n"
     print(text)
     out.mkdir(parents=True, exist_ok=True)

@@ -150,7 +150,7 @@ def cmd_bench(args) -> int:
     from .bench import run, run_ab
 
     if args.compare_sql:
-        run_ab(args.out, args.compare_sql, quick=args.quick)
+        run_ab(args.out, args.compare_sql, quick=args.quick, only=args.only)
         return 0
     if args.partitions:
         from .bench_partitions import run_partitions

@@ -1,11 +1,8 @@
 -- What `pgcredit bench` compares reserve_credit with (BENCHMARKS.md, method),
 -- created once in the bench's database after pgcredit's own migrations. The
--- workloads that call these are the scripts in workloads/.
+-- workloads that call these are the scripts in workloads/. bare.sql, the
+-- schema and baseline (a), runs first; the A/B's databases get it alone.
 
-CREATE SCHEMA bench;
--- (a) The physical limit: one conditional UPDATE of one row per reservation.
-CREATE TABLE bench.bare (id int PRIMARY KEY, used numeric NOT NULL, lim numeric NOT NULL);
-INSERT INTO bench.bare SELECT g, 0, 1e15 FROM generate_series(0, 999) g;
 -- (c) The minimal correct reservation: a hold row with its key, and one
 -- conditional update of the line, in one statement (cte_spread).
 CREATE TABLE bench.hold (line_id int NOT NULL, order_ref text NOT NULL, amount numeric NOT NULL,
