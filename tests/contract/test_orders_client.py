@@ -122,7 +122,7 @@ def test_async_client_amends_ships_and_remits(dsn):
 def _replace_with_a_trailing_column(conn) -> None:
     """What a migration and the function files' reload do to get_reservation
     when its result gains a column: a new function of the same name and
-    arguments, returning a new type with one more column (migration 0006 did
+    arguments, returning a new type with one more column (migration 0007 did
     this to get_reservation, list_reservations and convert_to_debit)."""
     columns = conn.execute("SELECT string_agg(format('%I %s', attname, format_type(atttypid, atttypmod)), ', '"
                            " ORDER BY attnum) AS c FROM pg_attribute"
