@@ -636,4 +636,4 @@ def replay_reported_as_new(conn: psycopg.Connection) -> None:
     as if it had booked it now (replayed = false). The book stays right; the
     callers are told an order was placed twice."""
     install_variant(conn, "reserve_credit.sql",
-                    ("h.amount = v_amount)::credit.reserve_result;", "false)::credit.reserve_result;"))
+                    ("v_code = 'ok')::credit.reserve_result;", "false)::credit.reserve_result;"))
