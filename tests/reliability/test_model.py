@@ -313,9 +313,13 @@ class CreditMachine(RuleBasedStateMachine):
     def deliver_part(self, r, ref, share, due_in):
         """A partial delivery: a share of what remains of the hold. (Amounts
         drawn from MONEY fall below the hold they convert in under 1% of
-        conversions.)"""
+        conversions.) The drawn ref, or else the line's first active hold:
+        refs drawn at random seldom name one."""
         line = self.lines.get(r)
         hold = line.holds.get(ref) if line else None
+        if line and (hold is None or hold.status != "active" or hold.expired):
+            ref = next((k for k, h in sorted(line.holds.items()) if h.status == "active" and not h.expired), ref)
+            hold = line.holds.get(ref)
         amount = max(D("0.01"), (hold.remaining * share).quantize(D("0.01"))) if hold else D("0.01")
         self.convert_to_debit(r, ref, amount, due_in)
 
@@ -611,8 +615,8 @@ BROKEN = {
     "sweep_keeps_the_expired_amount": ("_sweep_line.sql", ("SET reserved = l.reserved - v_amount,",
                                                            "SET reserved = l.reserved,")),
     # A partial conversion keeps the part it did not debit reserved.
-    "partial_conversion_keeps_the_rest": ("convert_to_debit.sql", ("ARRAY[v_due], ARRAY[h.id], ARRAY[h.amount]))[1];",
-                                                                   "ARRAY[v_due], ARRAY[h.id], ARRAY[v_amount]))[1];")),
+    "partial_conversion_keeps_the_rest": ("_book_debit.sql", ("CASE WHEN v_ends THEN v_remaining ELSE amount END;",
+                                                              "amount;")),
 }
 
 
