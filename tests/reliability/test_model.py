@@ -273,9 +273,14 @@ class CreditMachine(RuleBasedStateMachine):
     @rule(r=RETAILERS, ref=REFS, share=st.sampled_from([D("0.01"), D("0.5"), D("0.99")]), due_in=DUE_IN)
     def deliver_part(self, r, ref, share, due_in):
         """A partial delivery: a share of the hold's own amount. (Amounts drawn
-        from MONEY fall below the hold they convert in under 1% of conversions.)"""
+        from MONEY fall below the hold they convert in under 1% of conversions.)
+        The drawn ref, or else the line's first active hold: refs drawn at
+        random seldom name one."""
         line = self.lines.get(r)
         hold = line.holds.get(ref) if line else None
+        if line and (hold is None or hold.status != "active" or hold.expired):
+            ref = next((k for k, h in sorted(line.holds.items()) if h.status == "active" and not h.expired), ref)
+            hold = line.holds.get(ref)
         amount = max(D("0.01"), (hold.amount * share).quantize(D("0.01"))) if hold else D("0.01")
         self.convert_to_debit(r, ref, amount, due_in)
 
