@@ -38,10 +38,10 @@ from support.db import APP_USER
 from support.reliability import report
 
 REPO = Path(__file__).resolve().parents[2]
-# No release is tagged yet. 74e0042 is main as it stood when issue 20's work
-# began: the last schema and client that applications were given. A tag v* on
-# this branch's history, older than HEAD, takes its place.
-LAST_RECORDED_RELEASE = "74e0042"
+# The release applications run before this one: v1.1.1 (OPERATIONS.md,
+# "Upgrading"). The newest v* tag older than HEAD is used; a clone without
+# tags finds the same commit here.
+LAST_RECORDED_RELEASE = "d4f2a224de64ac5b797bc8b3dce7b018badc1b0b"
 WORKERS = 8
 LINES = [f"u{i}" for i in range(6)]
 
@@ -210,9 +210,9 @@ def test_self_check_a_migration_that_drops_and_recreates_a_function_fails_calls(
 def test_this_client_reads_results_that_gained_a_trailing_column(dsn):
     """Later releases add columns at the end of result types; the migration
     that adds one reaches the database before the applications are upgraded. This client
-    leaves such a column out. (The previous release's client, 74e0042, fails
-    the call with a TypeError: applications on it must be upgraded to this
-    client before a migration adds a column.)"""
+    leaves such a column out. (74e0042's client fails the call with a
+    TypeError: applications on it must move to 1.1.1 or later before a
+    migration adds a column.)"""
     client = CreditClient(dsn)
     try:
         client.open_line("w", "r", 100)
