@@ -171,6 +171,21 @@ def same_fields(before, after):
     return after
 
 
+def released_as_before(before, after):
+    """after, with what SPEC v1.2 changed in a v1.1 book taken back: v1.1 left
+    an expired hold's released_amount NULL; since 0007 it is what the expiry
+    released. Nothing else may differ."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        if after.get("status") == "expired" and before.get("released_amount", 0) is None \
+                and after.get("released_amount") is not None:
+            assert after["released_amount"] == after["amount"] - (after.get("converted_amount") or 0), after
+            after = {**after, "released_amount": None}
+        return {k: released_as_before(before.get(k), v) for k, v in after.items()}
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [released_as_before(b, a) for b, a in zip(before, after)]
+    return after
+
+
 def test_migrate_from_the_previous_release_under_traffic(cluster, release, long_run):
     u = upgrade_under_traffic(cluster, release, long_run=long_run)
     calls = u.traffic.rec.calls
@@ -182,8 +197,8 @@ def test_migrate_from_the_previous_release_under_traffic(cluster, release, long_
     assert u.calls_during >= WORKERS  # the traffic ran through the migration
     assert u.figures == model(calls)
     assert u.findings == [] and u.before["reconcile"] == []
-    assert u.after_old == u.before
-    assert same_fields(u.before, u.after_new) == u.before
+    assert released_as_before(u.before, u.after_old) == u.before
+    assert released_as_before(u.before, same_fields(u.before, u.after_new)) == u.before
     assert u.pending_after == []
 
 
