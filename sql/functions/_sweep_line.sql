@@ -1,8 +1,8 @@
 SET ROLE credit_owner;
 
 -- Brings a locked line up to date with the clock: marks up to max_count
--- (NULL: all) of its expired holds 'expired' and takes them out of its
--- reserved total, ends a temporary limit whose time is up, and sets
+-- (NULL: all) of its expired holds 'expired' and takes what remained of
+-- them (amount less what was shipped) out of its reserved total, as released, ends a temporary limit whose time is up, and sets
 -- next_expiry to the next moment the line changes by time alone (see
 -- migration 0003). The caller holds the line's row lock.
 CREATE OR REPLACE FUNCTION credit._sweep_line(line_id bigint, max_count integer) RETURNS integer
@@ -13,14 +13,15 @@ DECLARE
 BEGIN
     WITH gone AS (
         UPDATE credit.reservation r
-           SET status = 'expired', expired_at = now()
+           SET status = 'expired', expired_at = now(),
+               released_amount = r.amount - coalesce(r.converted_amount, 0)
          WHERE r.line_id = _sweep_line.line_id
            AND r.order_ref IN (SELECT x.order_ref FROM credit.reservation x
                                 WHERE x.line_id = _sweep_line.line_id AND x.status = 'active'
                                   AND x.expires_at <= now()
                                 ORDER BY x.expires_at LIMIT max_count)
-        RETURNING r.amount)
-    SELECT count(*)::integer, coalesce(sum(gone.amount), 0)
+        RETURNING r.released_amount)
+    SELECT count(*)::integer, coalesce(sum(gone.released_amount), 0)
       INTO v_count, v_amount FROM gone;
 
     UPDATE credit.line l

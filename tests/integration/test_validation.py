@@ -116,6 +116,26 @@ BAD = [
     ("convert_to_debit_batch", ([W], [R], ["o"], [D("5.555")]), "amounts[1]"),
     ("record_payment_batch", ([], [], [], []), "wholesaler_ids"),
     ("record_payment_batch", ([W], [R], ["p"], [NAN]), "amounts[1]"),
+    # v1.2: orders as they happen
+    ("amend_reservation", (W, R, "o", 20, None), "amend_ref"),
+    ("amend_reservation", (W, R, "o", 20, " "), "amend_ref"),
+    ("amend_reservation", (W, R, "o", 0, "a1"), "amount"),
+    ("amend_reservation", (W, R, "o", NAN, "a1"), "amount"),
+    ("amend_reservation", (W, R, "o", D("20.001"), "a1"), "amount"),
+    ("amend_reservation", (W, R, None, 20, "a1"), "order_ref"),
+    ("amend_reservation", (W, "r\n", "o", 20, "a1"), "retailer_id"),
+    ("convert_to_debit", (W, R, "o", 5, None, " "), "shipment_ref"),
+    ("convert_to_debit", (W, R, "o", 5, None, "s" * 201), "shipment_ref"),
+    ("convert_to_debit", (W, R, "o", 5, None, "o"), "shipment_ref"),
+    ("convert_to_debit", (W, R, "o", 0, None, "s1"), "amount"),
+    ("record_payment", (W, R, "p", 5, ["o2", None]), "applies_to[2]"),
+    ("record_payment", (W, R, "p", 5, ["o2", " "]), "applies_to[2]"),
+    ("record_payment", (W, R, "p", 5, ["o2", "x", "o2"]), "applies_to[3]"),
+    ("record_payment", (W, R, "p", 5, [f"x{i}" for i in range(1001)]), "applies_to"),
+    ("record_payment", (W, R, "p", 5, [["o2"], ["x"]]), "applies_to"),
+    ("convert_to_debit_batch", ([W, W], [R, R], ["o", "o2"], None, [None, "o2"]), "shipment_refs[2]"),
+    ("convert_to_debit_batch", ([W, W], [R, R], ["o", "o2"], None, ["s\x01", None]), "shipment_refs[1]"),
+    ("convert_to_debit_batch", ([W, W], [R, R], ["o", "o2"], None, ["s"]), "shipment_refs"),
 ]
 
 @pytest.fixture
