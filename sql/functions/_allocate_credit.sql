@@ -9,11 +9,15 @@ SET ROLE credit_owner;
 -- skipped. Every settlement is kept (credit.settlement) so that aging can be
 -- read as of any past day. The caller holds the line's row lock; at and
 -- outstanding_delta as in _allocate_item.
--- v1.2 made first_item a list (migration 0007).
+-- v1.2 added first_items, a list; first_item (one item) is what the release
+-- before passes. An argument is only ever added at the end, with a default,
+-- internal functions' too: a call of the release before that is running when
+-- the function files commit plans its next statements anew, against these
+-- functions, and must still find one that takes its arguments.
 DROP FUNCTION IF EXISTS credit._allocate_credit(bigint, numeric, bigint, timestamptz, numeric);
 CREATE OR REPLACE FUNCTION credit._allocate_credit(
-    line_id bigint, amount numeric, first_items bigint[] DEFAULT NULL, at timestamptz DEFAULT now(),
-    outstanding_delta numeric DEFAULT 0)
+    line_id bigint, amount numeric, first_item bigint DEFAULT NULL, at timestamptz DEFAULT now(),
+    outstanding_delta numeric DEFAULT 0, first_items bigint[] DEFAULT NULL)
 RETURNS void
 -- Generic plans, always: the open items are skewed across lines (a few lines
 -- carry most of them), so a plan made for one line's estimate looked cheaper
@@ -31,6 +35,9 @@ DECLARE
     v_part credit.open_item;  -- the item settled in part (the last one), if any
     o credit.open_item;
 BEGIN
+    IF first_item IS NOT NULL THEN
+        first_items := ARRAY[first_item] || first_items;
+    END IF;
     -- The items settled and by how much are found first, then written with
     -- one statement each (delete, settlement rows, a partly settled item):
     -- a statement per item cost more than the settling itself.
@@ -102,4 +109,4 @@ BEGIN
      WHERE l.id = _allocate_credit.line_id;
 END
 $$;
-REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint[], timestamptz, numeric) FROM PUBLIC;
+REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint, timestamptz, numeric, bigint[]) FROM PUBLIC;
