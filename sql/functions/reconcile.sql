@@ -151,9 +151,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                         WHERE i.id = o.entry_id AND i.line_id = o.line_id
                           AND (i.entry_type = 'DEBIT' OR i.entry_type = 'ADJUSTMENT' AND i.amount > 0))
     UNION ALL
-    -- Every settlement settles an item of its own line (the settlement row
-    -- has no foreign key to the ledger since migration 0008: its check cost
-    -- each settlement more than the row itself).
+    -- Every settlement settles an item of its own line (the foreign key
+    -- proves only that the entry exists).
     SELECT 'settlement_item', l.wholesaler_id, l.retailer_id, NULL, s.amount,
            format('settlement %s names entry %s, not a DEBIT or positive ADJUSTMENT of its line', s.id, s.item_id)
       FROM credit.settlement s
