@@ -1,7 +1,7 @@
 SET ROLE credit_owner;
 
 -- The ledger's row rule, checked on every entry (the CHECK constraint
--- ledger_entry_ok, migration 0008): a known entry type; an amount that is a
+-- ledger_entry_ok, migration 0009): a known entry type; an amount that is a
 -- finite number, greater than zero except for an ADJUSTMENT, which is signed
 -- and never zero; a due date on every DEBIT, on no CREDIT or REVERSAL, and
 -- optional on a positive ADJUSTMENT (v1 rows have none); a debit_id on every
