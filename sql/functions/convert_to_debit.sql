@@ -15,6 +15,7 @@ DECLARE
     v_available numeric;
     v_due date;
     v_entry bigint;
+    v_mark bigint;
 BEGIN
     -- One cheap test passes good ids; the checks that name the argument run only when it fails.
     IF NOT coalesce(credit._id_ok(wholesaler_id) AND credit._id_ok(retailer_id) AND credit._id_ok(order_ref), false) THEN
@@ -53,6 +54,9 @@ BEGIN
 
     v_amount := coalesce(v_amount, h.amount);
     v_due := coalesce(due_date, current_date + l.payment_terms_days);
+    IF l.unapplied > 0 THEN  -- credit waiting on the line settles the new debit at once
+        SELECT coalesce(max(s.id), 0) INTO v_mark FROM credit.settlement s;
+    END IF;
     INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, due_date, reservation_id)
     VALUES (l.id, 'DEBIT', v_amount, order_ref, v_due, h.id)
     RETURNING id INTO v_entry;
@@ -64,6 +68,15 @@ BEGIN
        SET reserved = x.reserved - h.amount, outstanding = x.outstanding + v_amount
      WHERE x.id = l.id;
     PERFORM credit._allocate_item(l.id, v_entry, v_due, v_amount);
+    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'debit_booked', order_ref, v_amount, v_available + h.amount - v_amount,
+        jsonb_build_object('ledger_entry_id', v_entry, 'due_date', v_due, 'final', true,
+                           'released_amount', (h.amount - v_amount)::text,
+                           'outstanding', (l.outstanding + v_amount)::text,
+                           'settlements', coalesce(CASE WHEN v_mark IS NOT NULL THEN credit._settlements(l.id, v_mark) END,
+                                                   '[]')));
+    IF l.overdue_grace_days IS NOT NULL OR l.overdue_since IS NOT NULL THEN
+        PERFORM credit._overdue_event(l.id);  -- a debit due in the past may start the refusals
+    END IF;
     RETURN ('ok', h.id, 'converted', v_entry, v_amount, h.amount - v_amount, v_due,
             v_available + h.amount - v_amount, false)::credit.convert_result;
 END

@@ -13,7 +13,10 @@ SET ROLE credit_owner;
 -- through credit._allocate_credit for each payment in item order, as each
 -- single call runs it. A key seen earlier, in the ledger or in this batch,
 -- replays (or conflicts) exactly as _replay_entry would answer; outstanding
--- and available are each line's running figures after the items before.
+-- and available are each line's running figures after the items before, in
+-- the results and in the payment_recorded events (written in item order,
+-- each with the settlements its allocation made); then each line whose
+-- overdue refusals the payments ended gets overdue_ended.
 CREATE OR REPLACE FUNCTION credit.record_payment_batch(
     wholesaler_ids text[], retailer_ids text[], payment_refs text[], amounts numeric[])
 RETURNS TABLE (item integer, code text, ledger_entry_id bigint, outstanding numeric, available numeric,
@@ -28,6 +31,11 @@ DECLARE
     v_ids bigint[];       -- per item: the entry the item is about, once written
     v_line bigint;
     v_amount numeric;
+    v_i integer;
+    v_ref text;
+    v_later numeric;
+    v_mark bigint;
+    v_line_row credit.line;
 BEGIN
     IF current_setting('credit.lock_timeout', true) <> '' THEN
         PERFORM credit._apply_lock_timeout();
@@ -66,14 +74,25 @@ BEGIN
              WHERE t.line_id IS NOT NULL AND t.earlier IS NULL AND t.first = t.i
              GROUP BY t.line_id) s
      WHERE x.id = s.line_id;
-    FOR v_line, v_amount IN
-        SELECT t.line_id, t.a
-          FROM unnest(v_lines, v_amounts, v_first, v_earlier) WITH ORDINALITY AS t(line_id, a, first, earlier, i)
+    -- v_later: what the new payments after item i on its line take off outstanding.
+    FOR v_i, v_line, v_amount, v_ref, v_later IN
+        SELECT t.i::integer, t.line_id, t.a, t.o,
+               coalesce(sum(t.a) OVER (PARTITION BY t.line_id ORDER BY t.i
+                                       ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0)
+          FROM unnest(v_lines, v_amounts, payment_refs, v_first, v_earlier) WITH ORDINALITY AS t(line_id, a, o, first, earlier, i)
          WHERE t.line_id IS NOT NULL AND t.earlier IS NULL AND t.first = t.i
          ORDER BY t.i
     LOOP
+        SELECT coalesce(max(s.id), 0) INTO v_mark FROM credit.settlement s;
         PERFORM credit._allocate_credit(v_line, v_amount, NULL);
+        SELECT * INTO v_line_row FROM credit.line x WHERE x.id = v_line;
+        PERFORM credit._event(v_line_row.wholesaler_id, v_line_row.retailer_id, 'payment_recorded', v_ref, v_amount, credit._available(v_line_row) - v_later,
+            jsonb_build_object('ledger_entry_id', v_ids[v_i], 'outstanding', (v_line_row.outstanding + v_later)::text,
+                               'settlements', coalesce(credit._settlements(v_line, v_mark), '[]')));
     END LOOP;
+    PERFORM credit._overdue_event(x.id) FROM credit.line x
+     WHERE x.id = ANY (v_lines) AND x.overdue_since IS NOT NULL
+     ORDER BY x.id;
 
     -- Running figures: each line as it stands now, less what the items after i moved.
     RETURN QUERY

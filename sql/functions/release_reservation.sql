@@ -39,6 +39,8 @@ BEGIN
        SET status = 'released', released_at = now(), release_reason = reason, released_amount = h.amount
      WHERE r.line_id = h.line_id AND r.order_ref = h.order_ref;
     UPDATE credit.line x SET reserved = x.reserved - h.amount WHERE x.id = l.id;
+    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'hold_released', order_ref, h.amount, v_available + h.amount,
+        CASE WHEN reason IS NOT NULL THEN jsonb_build_object('reason', reason) END);
     RETURN ('ok', h.id, 'released', h.amount, v_available + h.amount, false)::credit.release_result;
 END
 $$;

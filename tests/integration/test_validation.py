@@ -116,6 +116,16 @@ BAD = [
     ("convert_to_debit_batch", ([W], [R], ["o"], [D("5.555")]), "amounts[1]"),
     ("record_payment_batch", ([], [], [], []), "wholesaler_ids"),
     ("record_payment_batch", ([W], [R], ["p"], [NAN]), "amounts[1]"),
+    # v1.2 events
+    ("events_after", (-1,), "after_event_id"),
+    ("events_after", (None,), "after_event_id"),
+    ("events_after", (0, 0), "max_rows"),
+    ("events_after", (0, 1001), "max_rows"),
+    ("events_after", (0, None), "max_rows"),
+    ("events_after", (0, 100, " "), "wholesaler_id"),
+    ("events_after", (0, 100, "w" * 201), "wholesaler_id"),
+    # A cursor this feed never gave: events that will get the ids up to it would be skipped.
+    ("events_after", (10**9,), "after_event_id"),
 ]
 
 @pytest.fixture

@@ -493,17 +493,76 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
     return results
 
 
-def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, list[float]]]:
+class FeedFollower(threading.Thread):
+    """A consumer of the event feed while a workload runs, where the database
+    has one: it calls events_after as CreditClient.events() does (pages of
+    1,000, the same pauses when caught up) and keeps, for every event, the
+    seconds from its transaction's start (created_at) to the moment the server
+    handed it over: an upper bound on how long after its commit the event
+    became readable. Its calls, and the moving of events they do, load the
+    server as a real consumer would."""
+
+    PAGE = 1000
+
+    def __init__(self, dsn: str):
+        super().__init__(daemon=True)
+        self.dsn, self.stop, self.latencies = dsn, threading.Event(), []
+        self.ready = threading.Event()
+
+    @staticmethod
+    def available(dsn: str) -> bool:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            return conn.execute("SELECT to_regproc('credit.events_after') IS NOT NULL").fetchone()[0]
+
+    def run(self) -> None:
+        from ..client import _Waits
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            query = ("SELECT e.event_id, extract(epoch FROM clock_timestamp() - e.created_at)::float8"
+                     " FROM credit.events_after(%s, %s) e")
+            cursor = 0
+            while True:  # what earlier runs left: not this run's figures
+                page = conn.execute(query, [cursor, self.PAGE]).fetchall()
+                if page:
+                    cursor = page[-1][0]
+                if len(page) < self.PAGE:
+                    break
+            self.ready.set()
+            waits = _Waits(0.5)
+            while not self.stop.is_set():
+                page = conn.execute(query, [cursor, self.PAGE]).fetchall()
+                if page:
+                    cursor = page[-1][0]
+                    self.latencies += [lat for _, lat in page]
+                pause = waits.after(len(page), self.PAGE)
+                if pause:
+                    self.stop.wait(pause)
+
+
+def run_ab(out: Path, base_sql: Path, quick: bool = False, only: str | None = None) -> list[tuple[str, list[float]]]:
     """What a change costs reserve_credit: the same workloads against a
     database built from another sql/ tree (A, e.g. the last release from git)
     and one built from this installation's (B), on one cluster, alternating
     A, B, B, A, A, B ... in short rounds (which side goes first alternates,
     so that whatever one run leaves behind, such as autovacuum work or dirty
-    buffers for the next CHECKPOINT, falls on both sides alike). Reports B/A
-    per round pair, their median and range."""
+    buffers for the next CHECKPOINT, falls on both sides alike); on the tuned
+    cluster, then on the same cluster with PostgreSQL's defaults (TCP, simple
+    protocol), as `pgcredit bench` does. Reports B/A per round pair, their
+    median and range. A side whose database has the event feed is followed
+    by a consumer (FeedFollower) during its rounds, so its figures include
+    what reading the feed costs; the report gives that consumer's latency.
+    only: fnmatch patterns of "config:workload@clients" (e.g. 'tuned:reserve_spread@32')."""
     rounds, seconds = (1, 1) if quick else (5, 5)
     work = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
     pairs: list[tuple[str, list[float]]] = []
+    feed: dict[str, list[float]] = {}
+    workloads = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8)]
+    configs = ["tuned", "default"]
+    settings: dict[str, dict[str, str]] = {}
+
+    def chosen(config: str, name: str, clients: int) -> bool:
+        return not only or any(fnmatch.fnmatch(f"{config}:{name}@{clients}", p.strip()) for p in only.split(","))
+
     try:
         with embedded.throwaway(settings=tuple(SETTINGS)) as server:
             dsns = {}
@@ -516,31 +575,65 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False) -> list[tuple[str, li
                 client.close()
                 with psycopg.connect(dsns[side], autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
-            workloads = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8)]
+            followed = {side: FeedFollower.available(dsn) for side, dsn in dsns.items()}
+            version = psycopg.connect(dsns["b"]).execute("SHOW server_version").fetchone()[0]
             benches = {}
-            for side, dsn in dsns.items():
+            for side in dsns:
                 (work / side).mkdir()
                 benches[side] = Bench(server, seconds, work / side)
-                benches[side].use("tuned", dsn, "prepared")
-                benches[side].total = len(workloads) * rounds
-            for name, clients in workloads:
-                ratios = []
-                for k in range(rounds):
-                    tps = {side: benches[side].pgbench(f"{name}_{side}", SCRIPTS[name], clients).tps
-                           for side in (("a", "b") if k % 2 == 0 else ("b", "a"))}
-                    for bench in benches.values():
-                        bench.rounds.clear()  # each pair is a ratio of its own
-                    ratios.append(tps["b"] / tps["a"])
-                pairs.append((f"{name} @{clients}", ratios))
-            version = psycopg.connect(dsns["b"]).execute("SHOW server_version").fetchone()[0]
+                benches[side].total = rounds * sum(chosen(c, n, k) for c in configs for n, k in workloads)
+            for config in configs:
+                if not any(chosen(config, n, c) for n, c in workloads):
+                    continue
+                if config == "default":
+                    port = _free_port()
+                    server.stop()
+                    server.start("listen_addresses=127.0.0.1", f"port={port}")
+                    dsns = {side: psycopg.conninfo.make_conninfo(host="127.0.0.1", port=port, user="postgres",
+                                                                 dbname=f"bench_{side}") for side in dsns}
+                for side, dsn in dsns.items():
+                    benches[side].use(config, dsn, "prepared" if config == "tuned" else "simple")
+                settings[config] = _settings(dsns["b"])
+                for name, clients in workloads:
+                    if not chosen(config, name, clients):
+                        continue
+                    ratios = []
+                    for k in range(rounds):
+                        tps = {}
+                        for side in (("a", "b") if k % 2 == 0 else ("b", "a")):
+                            follower = FeedFollower(dsns[side]) if followed[side] else None
+                            if follower:
+                                follower.start()
+                                follower.ready.wait()
+                            tps[side] = benches[side].pgbench(f"{name}_{side}", SCRIPTS[name], clients).tps
+                            if follower:
+                                follower.stop.set()
+                                follower.join()
+                                feed.setdefault(f"{config} | {name} @{clients} | {side.upper()}", []).extend(
+                                    follower.latencies)
+                        for bench in benches.values():
+                            bench.rounds.clear()  # each pair is a ratio of its own
+                        ratios.append(tps["b"] / tps["a"])
+                    pairs.append((f"{config} | {name} @{clients}", ratios))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines = [f"A: {base_sql}, B: this installation's sql/. PostgreSQL {version}, the bench's settings; "
-             f"A and B alternate (ABBA...) in {rounds} rounds of {seconds} s each; {os.cpu_count()} CPUs", "",
-             "| workload | B/A per round | median | range |", "|---|---|---|---|"]
+    lines = [f"A: {base_sql}, B: this installation's sql/. PostgreSQL {version}; A and B alternate (ABBA...) in "
+             f"{rounds} rounds of {seconds} s each; {os.cpu_count()} CPUs", ""]
+    how = {"tuned": "Unix socket, pgbench -M prepared", "default": "TCP 127.0.0.1, pgbench -M simple"}
+    for config, values in settings.items():
+        lines.append(f"- **{config}** ({how[config]}): " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    lines += ["", "| server | workload | B/A per round | median | range |", "|---|---|---|---|---|"]
     for what, ratios in pairs:
         lines.append(f"| {what} | {', '.join(f'{r:.3f}' for r in ratios)} | {statistics.median(ratios):.3f} | "
                      f"{min(ratios):.3f}–{max(ratios):.3f} |")
+    if feed:
+        lines += ["", "The event feed, followed by one consumer (pages of 1,000) during that side's rounds: seconds "
+                  "from each event's transaction start to its delivery.", "",
+                  "| server | workload | side | events | p50 s | p99 s | max s |", "|---|---|---|---|---|---|---|"]
+        for what, lat in feed.items():
+            if lat:
+                q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0]] * 99
+                lines.append(f"| {what} | {len(lat):,} | {q[49]:.3f} | {q[98]:.3f} | {max(lat):.3f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     out.mkdir(parents=True, exist_ok=True)

@@ -150,7 +150,7 @@ def cmd_bench(args) -> int:
     from .bench import run, run_ab
 
     if args.compare_sql:
-        run_ab(args.out, args.compare_sql, quick=args.quick)
+        run_ab(args.out, args.compare_sql, quick=args.quick, only=args.only)
         return 0
     if args.partitions:
         from .bench_partitions import run_partitions
@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="instead: the PL/Proxy hop's cost per call and throughput with 1, 2 and 4 partitions "
                             "against a single server (OUT/partitions.md; PARTITIONING.md)")
     bench.add_argument("--only", metavar="PATTERNS", help="comma-separated workload names or fnmatch patterns "
-                                                          "(e.g. 'bare_hot,reserve_hot'): a shorter look")
+                                                          "(e.g. 'bare_hot,reserve_hot'): a shorter look; with "
+                                                          "--compare-sql, CONFIG:WORKLOAD@CLIENTS patterns "
+                                                          "(e.g. 'tuned:reserve_spread@32')")
     bench.set_defaults(func=cmd_bench)
     sub.add_parser("stop", help="stop the per-user embedded server").set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)
