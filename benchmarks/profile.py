@@ -36,7 +36,7 @@ import psycopg
 
 from pgcredit import CreditClient
 from pgcredit.tools import embedded
-from pgcredit.tools.bench import BASELINE_SQL, SCRIPTS, SETTINGS, Bench, _free_port
+from pgcredit.tools.bench import BASELINE_SQL, SCRIPTS, SETTINGS, Bench
 from pgcredit.migrate import migrate
 
 WORKLOADS = ["bare_spread", "cte_spread", "reserve_spread"]
@@ -126,7 +126,7 @@ def wal(args) -> None:
             prepare(server, dsn, args.preload)
             protocol = "prepared"
             if args.config == "default":
-                port = _free_port()
+                port = embedded.free_port()
                 server.stop()
                 server.start("listen_addresses=127.0.0.1", f"port={port}")
                 dsn = psycopg.conninfo.make_conninfo(host="127.0.0.1", port=port, user="postgres", dbname="bench")

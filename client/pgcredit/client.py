@@ -9,6 +9,7 @@ the few lines that touch the connection exist twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import random
 import time
@@ -71,13 +72,28 @@ def _columns(items: Any, fields: tuple[str, ...], optional: tuple[str, ...] = ()
     return {("amounts" if f == "amount" else f + "s"): column for f, column in columns.items()}
 
 
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _build(cls: type, row: dict) -> Any:
+    """A result from a row. A later release may add columns at the end of a
+    result type: a column this client does not know (the schema is migrated
+    before the applications are upgraded) is left out rather than failing the call."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+    if len(row) == len(names):
+        return cls(**row)
+    return cls(**{k: v for k, v in row.items() if k in names})
+
+
 def _finish(query: Query, rows: list[dict], check: bool) -> Any:
     if query.many:
-        return [query.result(**row) for row in rows]
+        return [_build(query.result, row) for row in rows]
     (row,) = rows
     if query.result is int:
         return next(iter(row.values()))
-    result = query.result(**row)
+    result = _build(query.result, row)
     if check and result.code != "ok":
         raise errors.refusal(result)
     return result
@@ -214,7 +230,7 @@ class _Api:
             wholesaler_id=wholesaler_id, retailer_id=retailer_id, adjustment_ref=adjustment_ref,
             amount=_money(amount, "amount"), reason=reason))
 
-    # Bulk calls (SPEC "Bulk calls"): one round trip and one commit for many
+    # Bulk calls (docs/SQL-REFERENCE.md): one round trip and one commit for many
     # items. Items are tuples in the single call's argument order or dicts by
     # argument name; the result is a list with one row per item, in item
     # order, and a refusal is a row with its code, never an exception. Bad

@@ -26,8 +26,9 @@ from typing import Any
 
 from . import errors
 
-# Calls are one round trip (~0.2-2 ms) unless they wait for a line's lock;
-# 0.1 s is the source documents' alert threshold for lock acquisition.
+# From half a millisecond: a call is one round trip (BENCHMARKS.md has its p50
+# and p99) unless it waits for a line's lock; 0.1 s is the source documents'
+# alert threshold for lock acquisition.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _BY_REGISTRY: "weakref.WeakKeyDictionary[Any, ClientMetrics]" = weakref.WeakKeyDictionary()

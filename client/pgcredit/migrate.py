@@ -7,6 +7,7 @@ migrations and under yoyo's migration lock.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,17 +103,36 @@ def refuse_proxy(conninfo: str) -> None:
                            "`pgcredit migrate --dsn PROXY_DSN --partitions DSN1,DSN2,...`")
 
 
+@contextlib.contextmanager
+def _locked(conninfo: str):
+    """yoyo's backend, holding yoyo's migration lock."""
+    backend = _backend(conninfo)
+    try:
+        with backend.lock():
+            yield backend
+    finally:
+        backend.connection.close()
+
+
+def _apply(backend: PostgresqlPsycopgBackend, folder: Path) -> list[str]:
+    todo = backend.to_apply(read_migrations(str(folder)))
+    backend.apply_migrations(todo)
+    return [m.id for m in todo]
+
+
+def apply_migrations(conninfo: str, folder: Path) -> list[str]:
+    """Applies the pending migrations of one folder (the partitioned
+    deployment's own, sql/proxy/*_migrations); returns their ids."""
+    with _locked(conninfo) as backend:
+        return _apply(backend, folder)
+
+
 def migrate(conninfo: str, root: Path | None = None) -> MigrateReport:
     """Applies pending migrations, then (re)loads every function and view file."""
     require_utf8(conninfo)
     refuse_proxy(conninfo)
     root = root or sql_dir()
-    backend = _backend(conninfo)
-    try:
-        with backend.lock():
-            todo = backend.to_apply(read_migrations(str(root / "migrations")))
-            backend.apply_migrations(todo)
-            count = load_functions(conninfo, root)
-    finally:
-        backend.connection.close()
-    return MigrateReport([m.id for m in todo], count)
+    with _locked(conninfo) as backend:
+        applied = _apply(backend, root / "migrations")
+        count = load_functions(conninfo, root)
+    return MigrateReport(applied, count)

@@ -29,3 +29,17 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.adjust_balance(text, text, text, numeric, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.adjust_balance(text, text, text, numeric, text) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.adjust_balance(text, text, text, numeric, text) IS $doc$A signed correction of what the retailer owes: an ADJUSTMENT entry. A positive amount raises outstanding
+and is an open item due today (a fee); a negative one lowers it and settles open items as a payment would.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  adjustment_ref: the adjustment: an idempotency key, unique among the line's adjustments for ever.
+  amount: the correction: not zero, at most 10^15 in size, at most 2 decimal places.
+  reason: why, kept on the entry.
+Codes: ok, line_not_found, exists_with_different_amount
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same adjustment_ref.$doc$;

@@ -70,3 +70,28 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.aging(date, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.aging(date, text, text) TO credit_app, credit_auditor;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.aging(date, text, text) IS $doc$Receivables aging as of the end of a day: per line with anything unpaid or unapplied, the unpaid amounts by
+days past due (as_of - due_date), unapplied credit and outstanding, counting only entries and settlements
+made on or before as_of, so a month-end report can be reproduced later. The buckets less unapplied credit
+equal outstanding as of that day. A report: it reads the selected lines' history. Rows by wholesaler_id,
+retailer_id.
+Arguments:
+  as_of: the day (its end, in the session's time zone), a finite date.
+  wholesaler_id: only this wholesaler's lines; NULL: every wholesaler.
+  retailer_id: only this retailer's lines; NULL: every retailer.
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.$doc$;
+COMMENT ON TYPE credit.aging_row IS $doc$One line of aging: what it owes by days past due, as of a day.$doc$;
+COMMENT ON COLUMN credit.aging_row.wholesaler_id IS $doc$The line's wholesaler.$doc$;
+COMMENT ON COLUMN credit.aging_row.retailer_id IS $doc$The line's retailer.$doc$;
+COMMENT ON COLUMN credit.aging_row.currency IS $doc$The line's ISO 4217 currency.$doc$;
+COMMENT ON COLUMN credit.aging_row.not_due IS $doc$Unpaid amount of items not yet due (due on as_of or later).$doc$;
+COMMENT ON COLUMN credit.aging_row.days_1_30 IS $doc$Unpaid amount of items 1 to 30 days past due.$doc$;
+COMMENT ON COLUMN credit.aging_row.days_31_60 IS $doc$Unpaid amount of items 31 to 60 days past due.$doc$;
+COMMENT ON COLUMN credit.aging_row.days_61_90 IS $doc$Unpaid amount of items 61 to 90 days past due.$doc$;
+COMMENT ON COLUMN credit.aging_row.days_over_90 IS $doc$Unpaid amount of items more than 90 days past due.$doc$;
+COMMENT ON COLUMN credit.aging_row.unapplied_credit IS $doc$Money in the retailer's favour that no item has used yet.$doc$;
+COMMENT ON COLUMN credit.aging_row.outstanding IS $doc$The buckets less unapplied credit: what the line owed at the end of as_of.$doc$;
+COMMENT ON COLUMN credit.aging_row.oldest_unpaid_due_date IS $doc$The due date of the oldest unpaid item; NULL when nothing is unpaid.$doc$;

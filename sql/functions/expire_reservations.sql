@@ -39,3 +39,16 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.expire_reservations(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.expire_reservations(integer) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.expire_reservations(integer) IS $doc$Marks up to max_count holds past their expiry as expired. Expired holds stop counting toward reserved at
+once without it; the sweep makes it visible in their status and keeps the lines' totals exact. Lines
+locked by a running call are skipped, not waited for (that call sweeps its own line). Run it every minute
+(`pgcredit schedule`), or `pgcredit expire`.
+Arguments:
+  max_count: the most holds to mark in this call, 1 to 1,000,000.
+Returns: the number of holds marked expired; fewer than max_count means none is left.
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same arguments.$doc$;

@@ -31,3 +31,23 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.list_lines(text, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.list_lines(text, text, integer) TO credit_app, credit_auditor;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.list_lines(text, text, integer) IS $doc$A page of a wholesaler's lines, ascending retailer_id after after_retailer_id (keyset paging), with the
+figures get_available gives. A wholesaler with no lines gets no rows.
+Arguments:
+  wholesaler_id: the wholesaler.
+  after_retailer_id: the last retailer_id of the previous page; NULL: from the first.
+  max_rows: the page size, 1 to 1,000.
+Columns:
+  retailer_id: the retailer: the page order and the paging key.
+  line_id: the line's id.
+  status: active or blocked.
+  currency: the line's ISO 4217 currency.
+  credit_limit: the limit in force (a temporary limit until its end).
+  reserved: the sum of the line's active holds not past their expiry.
+  outstanding: what the retailer owes.
+  available: credit_limit - reserved - outstanding.
+  past_due: the unpaid amount of items due before today.
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.$doc$;

@@ -62,3 +62,24 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.list_reservations(text, text, text, bigint, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.list_reservations(text, text, text, bigint, integer) TO credit_app, credit_auditor;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.list_reservations(text, text, text, bigint, integer) IS $doc$A page of a line's holds in one status, ascending reservation_id after after_reservation_id (keyset
+paging: pass the last reservation_id of a page to get the next). status is the effective one: an active
+hold past its expiry is listed as expired. A page costs what it returns, however many ended holds the
+line has.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  status: active, released, converted or expired; NULL: every status.
+  after_reservation_id: the last reservation_id of the previous page; NULL: from the first.
+  max_rows: the page size, 1 to 1,000.
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  P0002: no line for (wholesaler_id, retailer_id); the message starts with line_not_found.$doc$;
+COMMENT ON TYPE credit.reservation_row IS $doc$One row of list_reservations.$doc$;
+COMMENT ON COLUMN credit.reservation_row.reservation_id IS $doc$The hold's id: the page order and the paging key.$doc$;
+COMMENT ON COLUMN credit.reservation_row.order_ref IS $doc$The order.$doc$;
+COMMENT ON COLUMN credit.reservation_row.status IS $doc$active, released, converted or expired (effective: past its expiry reads expired).$doc$;
+COMMENT ON COLUMN credit.reservation_row.amount IS $doc$The amount held.$doc$;
+COMMENT ON COLUMN credit.reservation_row.expires_at IS $doc$When the hold expires; NULL: never.$doc$;
+COMMENT ON COLUMN credit.reservation_row.created_at IS $doc$When the hold was granted.$doc$;

@@ -56,3 +56,28 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.open_line(text, text, numeric, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.open_line(text, text, numeric, text, integer) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.open_line(text, text, numeric, text, integer) IS $doc$Opens the credit line of a wholesaler and a retailer, with a limit, a currency and payment terms. Opening a
+line that exists with the same terms is a replay (ok, replayed = true, its current figures); with other
+terms it is exists_with_different_terms and nothing changes (set_credit_limit changes a limit).
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  credit_limit: the permanent limit: zero or more, at most 10^15, at most 2 decimal places.
+  currency: an ISO 4217 code (credit.currency lists them); the line's amounts are in it.
+  payment_terms_days: days from a conversion to the DEBIT's default due date, 0 to 365.
+Codes: ok, exists_with_different_terms
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same arguments.$doc$;
+COMMENT ON TYPE credit.open_line_result IS $doc$The outcome of open_line: the line and its figures as they stand (for an existing line, with the limit in
+force).$doc$;
+COMMENT ON COLUMN credit.open_line_result.code IS $doc$ok, or exists_with_different_terms when the line exists with another limit, currency or terms.$doc$;
+COMMENT ON COLUMN credit.open_line_result.line_id IS $doc$The line's id.$doc$;
+COMMENT ON COLUMN credit.open_line_result.credit_limit IS $doc$The limit in force (a temporary limit until its end).$doc$;
+COMMENT ON COLUMN credit.open_line_result.reserved IS $doc$The sum of the line's active holds not past their expiry.$doc$;
+COMMENT ON COLUMN credit.open_line_result.outstanding IS $doc$What the retailer owes: DEBIT - CREDIT - REVERSAL + ADJUSTMENT.$doc$;
+COMMENT ON COLUMN credit.open_line_result.available IS $doc$credit_limit - reserved - outstanding.$doc$;
+COMMENT ON COLUMN credit.open_line_result.status IS $doc$active or blocked.$doc$;
+COMMENT ON COLUMN credit.open_line_result.replayed IS $doc$true when the line existed with these terms: nothing was written.$doc$;

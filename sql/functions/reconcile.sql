@@ -153,3 +153,19 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION credit.reconcile() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.reconcile() TO credit_app, credit_auditor;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.reconcile() IS $doc$Proves the running totals and links against the rows; no rows means healthy. Checks: reserved_total and
+outstanding_total (each line's totals against its holds and ledger), converted_hold_debit and
+debit_hold_link (every converted hold has exactly one DEBIT and every DEBIT points to its converted hold),
+hold_state, hold_line and hold_amount (well-formed holds), reversal_exceeds_debit, allocation_identity
+(unpaid open items - unapplied credit = outstanding), open_item, open_item_entry and unapplied_credit (the
+allocation rule's rows), over_limit (exposure above the limit not explained by a later limit decrease or
+a positive adjustment). It reads whole tables: a DBA's check, O(history); record_reconcile runs it on a
+schedule for the monitoring views.
+Columns:
+  check_name: which check found the row (above).
+  wholesaler_id, retailer_id: the line concerned; NULL where the row belongs to no line.
+  expected: what the rows say the figure should be.
+  actual: what is stored.
+  detail: the finding in words, with the ids concerned.$doc$;

@@ -117,3 +117,24 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.record_payment_batch(text[], text[], text[], numeric[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.record_payment_batch(text[], text[], text[], numeric[]) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.record_payment_batch(text[], text[], text[], numeric[]) IS $doc$Many payments in one call and one commit (a bank statement). Each item gets exactly what record_payment
+would give it after the items before it, settlements included.
+Arrays of one length, 1 to 10,000 items; item i is the i-th element of each. Invalid input anywhere
+(arrays of different lengths, a bad element) refuses the whole call naming the element (amounts[7]), and
+nothing is written. Lines are locked once each, in ascending id order, so bulk calls never deadlock with
+each other over lines. A refused item is a row, not an exception.
+Arguments:
+  wholesaler_ids, retailer_ids: each item's line.
+  payment_refs: each item's payment_ref.
+  amounts: each item's amount paid.
+Columns:
+  item: the item's position in the arrays, from 1; rows come in item order.
+  code, ledger_entry_id, outstanding, available, replayed: as record_payment returns them
+    (credit.entry_result); outstanding and available are the line's after this item.
+Codes: ok, line_not_found, exists_with_different_amount
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same payment_refs.$doc$;

@@ -32,3 +32,14 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION credit.record_reconcile(interval) FROM PUBLIC;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.record_reconcile(interval) IS $doc$Runs reconcile() and keeps the outcome, with the creation time of the oldest active hold, as one row that
+credit.monitor_reconcile shows, so that the exporter and `pgcredit status` read it at no cost. It reads
+whole tables, so it runs on a schedule (`pgcredit schedule`: every 10 minutes), never at scrape time. Runs
+older than keep are deleted; the newest run is always kept. For the owner (the scheduler's job).
+Arguments:
+  keep: how long to keep past runs: a positive finite interval.
+Returns: the number of findings of this run (0: healthy).
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.$doc$;

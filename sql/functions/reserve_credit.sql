@@ -115,3 +115,31 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.reserve_credit(text, text, text, numeric, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.reserve_credit(text, text, text, numeric, interval) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.reserve_credit(text, text, text, numeric, interval) IS $doc$Holds amount of the line's credit for an order: granted if and only if the line is active, not refused by
+its overdue policy, and amount <= available. The checks run in this order: replay, line_blocked, overdue,
+insufficient_credit. A refusal writes nothing but a row of the refusal log (monitor_refusals). The hold
+counts toward reserved until it is released, converted into a DEBIT, or reaches its expiry.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  order_ref: the order: an idempotency key, unique among the line's holds for ever.
+  amount: the credit to hold: greater than zero, at most 10^15, at most 2 decimal places.
+  expires_in: how long the hold lasts unless converted or released: a positive finite interval; NULL:
+    until converted or released.
+Codes: ok, line_not_found, line_blocked, overdue, insufficient_credit, exists_with_different_amount
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same order_ref.
+  40P01: a deadlock: another transaction that already holds this line reserved the same order_ref at the
+    same moment; PostgreSQL failed this call and nothing was written: retry with the same order_ref.$doc$;
+COMMENT ON TYPE credit.reserve_result IS $doc$The outcome of a reservation (reserve_credit; reserve_credit_batch's rows carry the same columns after
+item).$doc$;
+COMMENT ON COLUMN credit.reserve_result.code IS $doc$ok, or why the hold was refused.$doc$;
+COMMENT ON COLUMN credit.reserve_result.reservation_id IS $doc$The hold's id (the original hold's on a replay or exists_with_different_amount); NULL when refused.$doc$;
+COMMENT ON COLUMN credit.reserve_result.status IS $doc$active; on a replay or exists_with_different_amount, the original hold's status now (it may have been released, converted or expired since); NULL when refused.$doc$;
+COMMENT ON COLUMN credit.reserve_result.amount IS $doc$The amount asked for (the original hold's on a replay or exists_with_different_amount).$doc$;
+COMMENT ON COLUMN credit.reserve_result.available IS $doc$The line's available after the call (unchanged when refused); NULL for line_not_found.$doc$;
+COMMENT ON COLUMN credit.reserve_result.shortfall IS $doc$amount - available where that is positive, else 0.00 (on insufficient_credit: what the line lacks); NULL for line_not_found and exists_with_different_amount.$doc$;
+COMMENT ON COLUMN credit.reserve_result.replayed IS $doc$true when this call repeated one done before (same order_ref and amount): nothing changed.$doc$;

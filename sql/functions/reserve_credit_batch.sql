@@ -135,3 +135,27 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.reserve_credit_batch(text[], text[], text[], numeric[], interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.reserve_credit_batch(text[], text[], text[], numeric[], interval) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.reserve_credit_batch(text[], text[], text[], numeric[], interval) IS $doc$Many reservations in one call and one commit (an order import). Each item gets exactly the code and
+figures that reserve_credit would give it if the items ran one after another in array order.
+Arrays of one length, 1 to 10,000 items; item i is the i-th element of each. Invalid input anywhere
+(arrays of different lengths, a bad element) refuses the whole call naming the element (amounts[7]), and
+nothing is written. Lines are locked once each, in ascending id order, so bulk calls never deadlock with
+each other over lines. A refused item is a row, not an exception.
+Arguments:
+  wholesaler_ids, retailer_ids: each item's line.
+  order_refs: each item's order (reserve_credit's order_ref).
+  amounts: each item's amount (reserve_credit's amount).
+  expires_in: the expiry of every hold of the call; NULL: none.
+Columns:
+  item: the item's position in the arrays, from 1; rows come in item order.
+  code, reservation_id, status, amount, available, shortfall, replayed: as reserve_credit returns them
+    (credit.reserve_result); available is the line's after this item.
+Codes: ok, line_not_found, line_blocked, overdue, insufficient_credit, exists_with_different_amount
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same order_refs.
+  40P01: a deadlock with another transaction inserting one of the same order_refs at the same moment;
+    nothing was written: retry with the same order_refs (those done since replay).$doc$;

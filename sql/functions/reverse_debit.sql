@@ -45,3 +45,18 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.reverse_debit(text, text, text, text, numeric, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.reverse_debit(text, text, text, text, numeric, text) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.reverse_debit(text, text, text, text, numeric, text) IS $doc$Reduces a DEBIT (goods returned): a REVERSAL entry that lowers outstanding and settles that DEBIT first,
+then other open items as a payment would. All reversals of one DEBIT together may not exceed it.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  order_ref: the order whose DEBIT to reduce.
+  reversal_ref: the reversal: an idempotency key, unique among the line's reversals for ever.
+  amount: the amount to reverse: greater than zero, at most 2 decimal places.
+  reason: why, kept on the entry.
+Codes: ok, line_not_found, exists_with_different_amount, debit_not_found, exceeds_debit_amount
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same reversal_ref.$doc$;

@@ -47,3 +47,26 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.set_credit_limit(text, text, numeric, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.set_credit_limit(text, text, numeric, text, timestamptz) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.set_credit_limit(text, text, numeric, text, timestamptz) IS $doc$Changes a line's limit and keeps the change, with its reason, in the line's history. With valid_until the
+new limit is temporary: it applies until that moment, and the permanent limit applies again from then on
+with no job running. Without it the permanent limit changes and any temporary limit ends. A limit may drop
+below what is already held and owed: holds already granted are never taken back, new reservations are
+refused until there is room again.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  credit_limit: the new limit: zero or more, at most 10^15, at most 2 decimal places.
+  reason: why, kept in the line's history.
+  valid_until: the end of a temporary limit, a finite time in the future; NULL: a permanent change.
+Codes: ok, line_not_found
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same arguments.$doc$;
+COMMENT ON TYPE credit.limit_result IS $doc$The outcome of set_credit_limit: the line's figures under its new limit.$doc$;
+COMMENT ON COLUMN credit.limit_result.code IS $doc$ok or line_not_found.$doc$;
+COMMENT ON COLUMN credit.limit_result.credit_limit IS $doc$The limit just set (temporary or permanent), now in force.$doc$;
+COMMENT ON COLUMN credit.limit_result.reserved IS $doc$The sum of the line's active holds not past their expiry.$doc$;
+COMMENT ON COLUMN credit.limit_result.outstanding IS $doc$What the retailer owes.$doc$;
+COMMENT ON COLUMN credit.limit_result.available IS $doc$credit_limit - reserved - outstanding: negative when the new limit is below the exposure.$doc$;

@@ -44,3 +44,22 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.set_overdue_policy(text, text, integer, numeric, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.set_overdue_policy(text, text, integer, numeric, text) TO credit_app;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.set_overdue_policy(text, text, integer, numeric, text) IS $doc$Sets a line's overdue policy: reserve_credit and can_reserve refuse with overdue while the unpaid amount
+of items due more than grace_days ago exceeds max_overdue_amount. The refusal starts by the passing of time
+alone (no job) and ends when payments bring the amount down. Every change is kept in the line's history.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  grace_days: days after an item's due date before it counts, 0 to 365; NULL removes the policy.
+  max_overdue_amount: the overdue amount tolerated: zero or more, at most 2 decimal places.
+  reason: why, kept in the line's history; NULL for none.
+Codes: ok, line_not_found
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry with the same arguments.$doc$;
+COMMENT ON TYPE credit.overdue_policy_result IS $doc$The outcome of set_overdue_policy: the policy now in force.$doc$;
+COMMENT ON COLUMN credit.overdue_policy_result.code IS $doc$ok or line_not_found.$doc$;
+COMMENT ON COLUMN credit.overdue_policy_result.grace_days IS $doc$The grace period in days; NULL: no policy.$doc$;
+COMMENT ON COLUMN credit.overdue_policy_result.max_overdue_amount IS $doc$The overdue amount tolerated; NULL: no policy.$doc$;

@@ -40,3 +40,24 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.statement(text, text, date, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.statement(text, text, date, date) TO credit_app, credit_auditor;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON FUNCTION credit.statement(text, text, date, date) IS $doc$A line's ledger between two dates, inclusive (days in the session's time zone), with a running balance:
+first an OPENING row with the balance before from_date, then each entry in id order. A report: its cost
+grows with the line's ledger up to to_date.
+Arguments:
+  wholesaler_id, retailer_id: the line.
+  from_date, to_date: the first and last day, finite dates, from_date not after to_date.
+Columns:
+  entry_id: the ledger entry's id; NULL on the OPENING row.
+  created_at: when the entry was written; from_date's midnight on the OPENING row.
+  entry_type: DEBIT, CREDIT, REVERSAL, ADJUSTMENT, or OPENING.
+  ref: the entry's idempotency key (order_ref, payment_ref, reversal_ref or adjustment_ref).
+  memo: the reason given with a reversal or adjustment.
+  due_date: a DEBIT's (or a positive ADJUSTMENT's) due date.
+  amount: the entry's effect on the balance: DEBIT positive, CREDIT and REVERSAL negative, ADJUSTMENT as
+    signed; the balance before from_date on the OPENING row.
+  balance: outstanding as of this entry.
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  P0002: no line for (wholesaler_id, retailer_id); the message starts with line_not_found.$doc$;

@@ -1,21 +1,10 @@
--- What a partition has beyond a single server's schema, applied by
--- `pgcredit migrate --partitions` after the migrations and function files.
+-- The functions a partition has beyond a single server's, applied by
+-- `pgcredit migrate --partitions` after the migrations (sql/migrations, then
+-- sql/proxy/partition_migrations) and the function files.
 -- The login the proxy connects as (credit_proxy, a member of credit_app and
 -- credit_auditor) is created by migrate before this file runs.
 
 SET ROLE credit_owner;
-
--- One row: which partition this is. Written once, when the partition is set
--- up (the identity sequences are strided by it: ids are unique across
--- partitions), and checked by every later migrate.
-CREATE TABLE IF NOT EXISTS credit.partition_config (
-    one_row          boolean PRIMARY KEY DEFAULT true CHECK (one_row),
-    partition_index  integer NOT NULL,
-    partition_count  integer NOT NULL CHECK (partition_count > 0 AND partition_count & (partition_count - 1) = 0
-                                             AND partition_index BETWEEN 0 AND partition_count - 1),
-    hash_fingerprint text NOT NULL,
-    configured_at    timestamptz NOT NULL DEFAULT now()
-);
 
 -- Lines stored here that the proxy would look for elsewhere: a line opened on
 -- the partition directly, a partition listed in the wrong place, or a change

@@ -1,50 +1,13 @@
--- The fixed part of a proxy database: roles, schemas, PL/Proxy, the record of
--- the partition list, and the error translation every routing function uses.
--- The routing functions, their result types and the views are generated from
--- the partitions' own catalog by `pgcredit migrate --partitions`
--- (client/pgcredit/partitions.py). Re-applied on every such migrate.
-
--- The same roles as on a single server (0001_create_schema.sql).
-DO $roles$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credit_owner') THEN
-        CREATE ROLE credit_owner NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credit_app') THEN
-        CREATE ROLE credit_app NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credit_auditor') THEN
-        CREATE ROLE credit_auditor NOLOGIN;
-    END IF;
-END
-$roles$;
-
--- PL/Proxy is an untrusted language: the routing functions can only be
--- created by a superuser, who then hands them to credit_owner.
-CREATE EXTENSION IF NOT EXISTS plproxy;
-
-CREATE SCHEMA IF NOT EXISTS credit AUTHORIZATION credit_owner;
-REVOKE ALL ON SCHEMA credit FROM PUBLIC;
-GRANT USAGE ON SCHEMA credit TO credit_app, credit_auditor;
--- The PL/Proxy functions: reachable only through the wrappers in credit,
--- which translate their errors. Nobody but credit_owner may use the schema.
-CREATE SCHEMA IF NOT EXISTS credit_route AUTHORIZATION credit_owner;
-REVOKE ALL ON SCHEMA credit_route FROM PUBLIC;
+-- The functions every proxy database has, whatever the API: the error
+-- translation every routing wrapper uses, and the merge of reconcile counts.
+-- Applied by `pgcredit migrate --partitions` after the proxy's migrations
+-- (sql/proxy/proxy_migrations: roles, PL/Proxy, schemas, tables), with the
+-- routing layer generated from the partitions' own catalog
+-- (client/pgcredit/partitions/generator.py), whenever either changes. The
+-- generated objects are dropped and created again each time; the functions
+-- defined here (and in line_hash.sql) are kept, by their names in these files.
 
 SET ROLE credit_owner;
-ALTER DEFAULT PRIVILEGES FOR ROLE credit_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
-
--- One row: what the partitions are, and what the routing layer was built from.
--- The partition list never changes once set (lines would be looked for on the
--- wrong partition); migrate refuses a different one.
-CREATE TABLE IF NOT EXISTS credit_route.partition_config (
-    one_row          boolean PRIMARY KEY DEFAULT true CHECK (one_row),
-    partition_count  integer NOT NULL CHECK (partition_count > 0 AND partition_count & (partition_count - 1) = 0),
-    partitions       text[] NOT NULL CHECK (cardinality(partitions) = partition_count),
-    hash_fingerprint text NOT NULL,
-    layer_digest     text NOT NULL,
-    updated_at       timestamptz NOT NULL DEFAULT now()
-);
 
 -- Every routing wrapper calls this from its exception handler. Errors the
 -- partition raised come back as PL/Proxy reports them ("fn(5): [db] REMOTE

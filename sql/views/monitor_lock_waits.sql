@@ -25,3 +25,10 @@ SELECT count(*) AS waiters,
        coalesce(extract(epoch FROM clock_timestamp() - min(w.waitstart)), 0) AS longest_wait_seconds
   FROM waiter w;
 GRANT SELECT ON credit.monitor_lock_waits TO credit_auditor, credit_monitor;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON VIEW credit.monitor_lock_waits IS $doc$Backends of this database waiting now for a credit line's row lock (each waits at most the lock-wait
+bound, then its call raises 55P03), and the longest wait. Waits for anything else are not counted. Cost:
+one pass over pg_locks.$doc$;
+COMMENT ON COLUMN credit.monitor_lock_waits.waiters IS $doc$How many backends wait for a line's row lock.$doc$;
+COMMENT ON COLUMN credit.monitor_lock_waits.longest_wait_seconds IS $doc$How long the longest of them has waited, in seconds; 0 when none.$doc$;

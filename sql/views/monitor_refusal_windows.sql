@@ -19,3 +19,11 @@ SELECT c.code,
   LEFT JOIN recent r ON r.code = c.code
  GROUP BY c.code;
 GRANT SELECT ON credit.monitor_refusal_windows TO credit_auditor, credit_monitor;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON VIEW credit.monitor_refusal_windows IS $doc$Refused reservations by code in the last 5 minutes and the last hour, for alerts (a spike is the 5-minute
+count against the hour's rate). Every code reserve_credit can refuse with has a row, zero when quiet, so an
+alert's series never vanishes. Cost: O(refusals in the last hour).$doc$;
+COMMENT ON COLUMN credit.monitor_refusal_windows.code IS $doc$The refusal's code.$doc$;
+COMMENT ON COLUMN credit.monitor_refusal_windows.last_5m IS $doc$Refusals with it in the last 5 minutes.$doc$;
+COMMENT ON COLUMN credit.monitor_refusal_windows.last_1h IS $doc$Refusals with it in the last hour.$doc$;

@@ -20,3 +20,15 @@ SELECT (SELECT count(*) FROM credit.line) AS lines,
           JOIN credit.reservation r ON r.line_id = l.id AND r.status = 'active'
          WHERE l.next_expiry <= now() AND r.expires_at <= now()) a;
 GRANT SELECT ON credit.monitor_totals TO credit_auditor;
+
+-- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
+COMMENT ON VIEW credit.monitor_totals IS $doc$One row: the book as a whole, and holds past their expiry that no sweep has marked yet (they already stop
+counting; many of them means expire_reservations is not being run).$doc$;
+COMMENT ON COLUMN credit.monitor_totals.lines IS $doc$The number of lines.$doc$;
+COMMENT ON COLUMN credit.monitor_totals.blocked_lines IS $doc$The number of blocked lines.$doc$;
+COMMENT ON COLUMN credit.monitor_totals.total_credit_limit IS $doc$The sum of the limits in force, all currencies added.$doc$;
+COMMENT ON COLUMN credit.monitor_totals.total_reserved IS $doc$The sum of active holds not past their expiry.$doc$;
+COMMENT ON COLUMN credit.monitor_totals.total_outstanding IS $doc$The sum of what the retailers owe.$doc$;
+COMMENT ON COLUMN credit.monitor_totals.holds_awaiting_sweep IS $doc$Active holds past their expiry, not yet marked expired.$doc$;
+COMMENT ON COLUMN credit.monitor_totals.oldest_awaiting_sweep IS $doc$The expiry of the oldest of them; NULL when none.$doc$;
+COMMENT ON COLUMN credit.monitor_totals.total_past_due IS $doc$The unpaid amount of items due before today.$doc$;

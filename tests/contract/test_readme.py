@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -56,3 +57,21 @@ def test_bulk_call_examples(dsn, conn, capsys):
     rows = conn.execute(re.sub(r"--.*", "", block("sql", "## Bulk calls"))).fetchall()
     assert [(r["item"], r["code"], r["outstanding"]) for r in rows] == \
         [(1, "ok", Decimal("-500.00")), (2, "ok", Decimal("-900.00"))]
+
+
+def test_readme_links_the_projects_own_reference():
+    """The reference a reader needs is in the repository and the wheel's
+    catalog; nothing a user reads points outside the project for it."""
+    repo = Path(__file__).resolve().parents[2]
+    assert "[docs/SQL-REFERENCE.md](docs/SQL-REFERENCE.md)" in README
+    assert (repo / "docs" / "SQL-REFERENCE.md").is_file()
+    outside = ("../" + "shared", "SPEC" + ".md")  # spelled apart so that this file does not match itself
+    skip = {".git", ".venv", "node_modules", "__pycache__", ".pytest_cache"}
+    found = []
+    for folder, dirs, files in os.walk(repo):
+        dirs[:] = sorted(d for d in dirs if d not in skip)
+        for name in sorted(f for f in files if not f.endswith((".png", ".pyc"))):
+            path = Path(folder, name)
+            text = path.read_text(encoding="utf-8", errors="replace")
+            found += [f"{path.relative_to(repo)}: {word}" for word in outside if word in text]
+    assert found == []

@@ -16,6 +16,7 @@ import pytest
 
 from support.db import private_server
 from pgcredit.migrate import OBJECT_FOLDERS, migrate, object_files, sql_dir
+from pgcredit.tools import bench
 
 MIGRATIONS = sorted((sql_dir() / "migrations").glob("*.sql"))
 REPO = Path(__file__).resolve().parents[2]
@@ -195,8 +196,13 @@ def test_wheel_ships_the_sql(tmp_path):
     import zipfile
     (wheel,) = tmp_path.glob("pgcredit-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for f in MIGRATIONS + object_files(sql_dir()):
-        assert f"pgcredit/sql/{f.parent.name}/{f.name}" in names
+    for f in MIGRATIONS + object_files(sql_dir()) + sorted((sql_dir() / "proxy").rglob("*.sql")):
+        assert f"pgcredit/sql/{f.relative_to(sql_dir()).as_posix()}" in names
+    # The bench's schema and pgbench scripts are package data.
+    bench_sql = Path(bench.__file__).resolve().parent / "bench_sql"
+    assert len(list(bench_sql.rglob("*.sql"))) > 10
+    for f in bench_sql.rglob("*.sql"):
+        assert f"pgcredit/tools/bench_sql/{f.relative_to(bench_sql).as_posix()}" in names
 
 
 def _owned_database(cluster, owner: str, *role_options: str, grant_owner: bool = False) -> str:

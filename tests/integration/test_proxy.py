@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import importlib.util
+import io
 import re
+import subprocess
+import sys
+import tarfile
 import time
 from decimal import Decimal as D
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,6 +27,7 @@ import pgcredit as pc
 from support.db import API, APP_USER, AUDITOR_USER, PARTITIONS, call, new_proxy, private_server
 from pgcredit import CreditClient, Retry, migrate
 from pgcredit.tools.cli import main
+from pgcredit.tools.reference import read_catalog, render
 from pgcredit.migrate import IsAProxy
 from pgcredit.partitions import PartitionSetupError, location, migrate_partitions, partition_of
 from support.reliability import (
@@ -117,6 +124,81 @@ def test_ids_are_unique_across_partitions(px, parts):
                      if c.execute("SELECT FROM credit.line WHERE retailer_id = %s", [r]).rowcount]
             assert homes == [p]
     assert len(seen["reservation"]) == 2 * PARTITIONS and len(seen["entry"]) == 4 * PARTITIONS
+
+
+REPO = Path(__file__).resolve().parents[2]
+# The last commit whose sql/proxy files created the proxy's and the
+# partitions' tables themselves, before those became migrations.
+BEFORE_MIGRATIONS = "24af03f"
+
+
+def deployment_of(rev: str, dest: Path):
+    """The sql/ tree and the partitions module as they were at `rev`."""
+    tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, "sql"], capture_output=True)
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:client/pgcredit/partitions.py"],
+                            capture_output=True)
+    if tar.returncode or source.returncode:
+        pytest.skip(f"git history of {rev} is unavailable ({(tar.stderr or source.stderr).decode().strip()}): "
+                    "the earlier deployment cannot be rebuilt")
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+        archive.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    (dest / "partitions.py").write_bytes(source.stdout)
+    spec = importlib.util.spec_from_file_location(f"pgcredit._partitions_{rev}", dest / "partitions.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return dest / "sql", module
+
+
+def table_definition(cluster, dbname: str, table: str) -> str:
+    out = subprocess.run([str(cluster.bin / "pg_dump"), "--schema-only", "-t", table, cluster.dsn(dbname)],
+                         capture_output=True, text=True, check=True).stdout
+    return "\n".join(line for line in out.splitlines()
+                     if line and not line.startswith(("--", "SET ", "SELECT pg_catalog.set_config", "\\")))
+
+
+def test_a_deployment_set_up_before_the_proxy_migrations_migrates_and_still_routes(cluster, proxy_templates,
+                                                                                    tmp_path):
+    old_sql, old = deployment_of(BEFORE_MIGRATIONS, tmp_path)
+    names = fresh_databases(cluster, PARTITIONS + 1)
+    proxy_dsn, dsns = cluster.dsn(names[0]), [cluster.dsn(n) for n in names[1:]]
+    try:
+        old.migrate_partitions(proxy_dsn, dsns, root=old_sql)
+        with psycopg.connect(proxy_dsn, autocommit=True, row_factory=dict_row) as px:
+            assert px.execute("SELECT to_regclass('public._yoyo_migration') IS NULL AS old").fetchone()["old"]
+            before = px.execute("SELECT partitions, hash_fingerprint FROM credit_route.partition_config").fetchone()
+            lines = [r for rs in retailers_by_partition(px) for r in rs]
+            for r in lines:
+                call(px, "open_line", W, r, 1000)
+                assert call(px, "reserve_credit", W, r, "o1", 10)["code"] == "ok"
+
+        report = migrate_partitions(proxy_dsn, dsns)
+        assert report.layer_changed and report.proxy_applied == ["proxy_0001_create_proxy_schema"]
+        # After the single server's migrations made since (none, or a later release's).
+        assert all(r.applied[-1:] == ["partition_0001_create_partition_config"] for r in report.partitions)
+
+        with psycopg.connect(proxy_dsn, autocommit=True, row_factory=dict_row) as px:
+            assert px.execute("SELECT partitions, hash_fingerprint FROM credit_route.partition_config"
+                              ).fetchone() == before
+            for p, r in enumerate(lines):
+                assert partition_of(px, W, r) == p
+                assert call(px, "get_available", W, r)["reserved"] == 10
+                assert call(px, "reserve_credit", W, r, "o1", 10)["replayed"]
+                assert call(px, "reserve_credit", W, r, "o2", 20)["code"] == "ok"
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="amount"):
+                call(px, "reserve_credit", W, lines[1], "o3", -1)
+            assert px.execute("SELECT * FROM credit.reconcile()").fetchall() == []
+        again = migrate_partitions(proxy_dsn, dsns)
+        assert not again.layer_changed and again.proxy_applied == [] and all(
+            r.applied == [] for r in again.partitions)
+        # The tables are those a deployment set up by this release has.
+        assert table_definition(cluster, names[0], "credit_route.partition_config") == table_definition(
+            cluster, proxy_templates.name, "credit_route.partition_config")
+        assert table_definition(cluster, names[1], "credit.partition_config") == table_definition(
+            cluster, proxy_templates.partitions[0], "credit.partition_config")
+    finally:
+        for n in names:
+            cluster.drop_database(n)
 
 
 def test_a_changed_partition_list_is_refused(proxy, px, capsys):
@@ -306,6 +388,20 @@ def _executable(conn, role: str) -> list[str]:
         "SELECT p.proname FROM pg_proc p WHERE p.pronamespace IN ('credit'::regnamespace, "
         "coalesce(to_regnamespace('credit_route'), 0)) AND has_function_privilege(%s, p.oid, 'EXECUTE')",
         [role])})
+
+
+def test_the_proxy_carries_the_single_servers_reference(proxy, px, parts):
+    """The proxy's functions, result types and views have the partitions'
+    comments, so \\df+ and `pgcredit reference` on the proxy give the single
+    server's reference: the same signatures, results, roles and text. The
+    comments are copied on every migrate, even when the routing layer stays
+    as it was (a comment can change alone)."""
+    assert render(read_catalog(px)) == render(read_catalog(parts[0]))
+    px.execute("COMMENT ON VIEW credit.monitor_book IS NULL")
+    px.execute("COMMENT ON FUNCTION credit.reserve_credit(text, text, text, numeric, interval) IS 'stale'")
+    assert render(read_catalog(px)) != render(read_catalog(parts[0]))
+    assert migrate_partitions(proxy.dsn, proxy.partition_dsns()).layer_changed is False
+    assert render(read_catalog(px)) == render(read_catalog(parts[0]))
 
 
 def test_proxy_roles_and_grants_are_a_single_servers(cluster, proxy, px, parts):
@@ -597,7 +693,6 @@ def test_status_on_a_proxy(proxy, px, capsys):
     out = capsys.readouterr().out
     assert f"proxy in front of {PARTITIONS} partition(s): " in out and "migrations pending" not in out
     assert "INR" in out and "not readable" not in out
-    assert px.execute("SELECT to_regclass('public._yoyo_migration') IS NULL AS clean").fetchone()["clean"]
 
 
 def test_bench_partitions_quick_runs_and_reports(proxy_templates, tmp_path):

@@ -1,5 +1,5 @@
 """Static checks of every PL/pgSQL function with plpgsql_check, where installed
-(.ci/run installs the Debian package postgresql-15-plpgsql-check)."""
+(./dev test installs the Debian package postgresql-15-plpgsql-check as root with apt-get)."""
 
 from __future__ import annotations
 

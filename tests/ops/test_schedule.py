@@ -57,7 +57,7 @@ def _jobs(conn) -> list[dict]:
 def test_schedule_installs_jobs_that_pg_cron_runs(cluster, capsys):
     if not _pg_cron_available(cluster):
         pytest.skip(f"pg_cron is not installed for PostgreSQL {cluster.major}: no postgresql-{cluster.major}-cron "
-                    "(.ci/run installs Debian's for the system's PostgreSQL where apt works)")
+                    "(./dev test installs Debian's for the system's PostgreSQL as root with apt-get)")
     settings = ("fsync=off", "shared_preload_libraries=pg_cron", "cron.database_name=postgres",
                 # Jobs run in background workers: no TCP or password set-up for pg_cron's own connections.
                 "cron.use_background_workers=on", "max_worker_processes=16")

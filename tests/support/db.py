@@ -106,7 +106,7 @@ def plproxy_missing(cluster) -> str | None:
         if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'plproxy'").fetchone():
             return None
     return (f"PL/Proxy is not installed for PostgreSQL {cluster.major} (Debian packages it for 15: "
-            f"postgresql-15-plproxy, which .ci/run installs)")
+            f"postgresql-15-plproxy, which ./dev test installs as root with apt-get)")
 
 
 class Proxy:

@@ -1,5 +1,5 @@
 """The operations tools the suite runs for real (Debian packages, installed by
-.ci/run where apt is available): found here, or a visible skip naming what is
+./dev test as root with apt-get): found here, or a visible skip naming what is
 missing."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def tool(*names: str, package: str) -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.skip(f"{' / '.join(names)} not found: install the Debian package {package} (.ci/run does where apt works)")
+    pytest.skip(f"{' / '.join(names)} not found: install the Debian package {package} (./dev test does as root with apt-get)")
 
 
 def free_port() -> int:

@@ -20,7 +20,6 @@ import fnmatch
 import glob
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,118 +40,16 @@ from ..migrate import migrate
 # buffer cache, and checkpoints spread out (fewer full-page images). fsync,
 # synchronous_commit and full_page_writes keep their defaults: on.
 SETTINGS = ["shared_buffers=512MB", "max_wal_size=8GB", "checkpoint_timeout=30min", "max_connections=100"]
-BATCH = 100  # items per bulk call in the batch workloads
+BATCH = 100  # items per bulk call: the arrays of the *batch* workloads' scripts
 # reserve_spread and its baselines, run side by side on both configurations.
 SPREAD_GROUP = ["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread", "reserve_spread"]
 
-BASELINE_SQL = """
-CREATE SCHEMA bench;
--- (a) The physical limit: one conditional UPDATE of one row per reservation.
-CREATE TABLE bench.bare (id int PRIMARY KEY, used numeric NOT NULL, lim numeric NOT NULL);
-INSERT INTO bench.bare SELECT g, 0, 1e15 FROM generate_series(0, 999) g;
--- (c) The minimal correct reservation: a hold row with its key, and one
--- conditional update of the line, in one statement (cte_spread).
-CREATE TABLE bench.hold (line_id int NOT NULL, order_ref text NOT NULL, amount numeric NOT NULL,
-                         PRIMARY KEY (line_id, order_ref));
--- (d) The same statement where this design has to put it: in a PL/pgSQL
--- function that is SECURITY DEFINER with a pinned search_path and a bounded
--- lock wait (SPEC), and nothing else (cte_fn_spread): the floor under
--- reserve_credit.
-CREATE ROLE bench_owner NOLOGIN;
-GRANT USAGE ON SCHEMA bench TO bench_owner;
-CREATE FUNCTION bench.cte_reserve(p_line int, p_ref text) RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
-BEGIN
-    WITH h AS (INSERT INTO bench.hold (line_id, order_ref, amount) VALUES (p_line, p_ref, 1) RETURNING line_id)
-    UPDATE bench.bare SET used = used + 1 WHERE id = (SELECT line_id FROM h) AND used + 1 <= lim;
-    RETURN FOUND;
-END $$;
--- Owned by a role that is not a superuser, as credit_owner is: privileges are checked.
-GRANT SELECT, INSERT, UPDATE ON bench.hold, bench.bare TO bench_owner;
-ALTER FUNCTION bench.cte_reserve(int, text) OWNER TO bench_owner;
--- (e) The same function over SPEC's data model, and still nothing else
--- (model_fn_spread): the hold is a row of credit.reservation (its key with
--- ON CONFLICT for replays, reservation_id from a sequence, the index that
--- list_reservations pages through), the line is found by (wholesaler_id,
--- retailer_id). What any reserve_credit costs before it checks anything.
-CREATE FUNCTION bench.model_reserve(p_retailer text, p_ref text) RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
-DECLARE
-    v_line bigint;
-BEGIN
-    -- Two statements, as reserve_credit does: 1% cheaper than one CTE here.
-    INSERT INTO credit.reservation AS r (line_id, order_ref, amount)
-    SELECT x.id, p_ref, 1 FROM credit.line x WHERE x.wholesaler_id = 'bench' AND x.retailer_id = p_retailer
-    ON CONFLICT ON CONSTRAINT reservation_pkey DO NOTHING RETURNING r.line_id INTO v_line;
-    UPDATE credit.line x SET reserved = x.reserved + 1
-     WHERE x.id = v_line AND x.reserved + 1 <= x.credit_limit - x.outstanding;
-    RETURN FOUND;
-END $$;
-ALTER FUNCTION bench.model_reserve(text, text) OWNER TO credit_owner;
--- (b) The design of the source documents: lock the line, SUM its whole ledger,
--- insert an entry, commit.
-CREATE TABLE bench.naive_line (id int PRIMARY KEY, lim numeric NOT NULL);
-CREATE TABLE bench.naive_ledger (id bigserial PRIMARY KEY, line_id int NOT NULL REFERENCES bench.naive_line,
-                                 amount numeric NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
-CREATE INDEX ON bench.naive_ledger (line_id);
-INSERT INTO bench.naive_line VALUES (1, 1e15), (2, 1e15);
-CREATE FUNCTION bench.naive_reserve(p_line int, p_amount numeric) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_lim numeric;
-    v_used numeric;
-BEGIN
-    SELECT lim INTO v_lim FROM bench.naive_line WHERE id = p_line FOR UPDATE;
-    SELECT coalesce(sum(amount), 0) INTO v_used FROM bench.naive_ledger WHERE line_id = p_line;
-    IF v_used + p_amount > v_lim THEN
-        RETURN 'insufficient_credit';
-    END IF;
-    INSERT INTO bench.naive_ledger (line_id, amount) VALUES (p_line, p_amount);
-    RETURN 'ok';
-END $$;
-"""
-
-RESERVE = "SELECT code FROM credit.reserve_credit('bench', {line}, :client_id || '.' || :n, 1{expiry});"
-SPREAD = "\\set n random(1, 2000000000)\n\\set l random(0, 999)\n"
-SCRIPTS = {
-    "reserve_hot": "\\set n random(1, 2000000000)\n" + RESERVE.format(line="'hot'", expiry=""),
-    "reserve_spread": SPREAD + RESERVE.format(line="'s' || :l", expiry=""),
-    # Holds that expire also enter the expiry index: what that costs.
-    "reserve_spread_expiring": SPREAD + RESERVE.format(line="'s' || :l", expiry=", interval '1 hour'"),
-    "lifecycle": """\\set n random(1, 2000000000)
-\\set l random(0, 999)
-\\set deliver random(0, 1)
-SELECT code FROM credit.reserve_credit('bench', 's' || :l, 'c' || :client_id || '.' || :n, 100);
-\\if :deliver
-SELECT code FROM credit.convert_to_debit('bench', 's' || :l, 'c' || :client_id || '.' || :n);
-\\else
-SELECT code FROM credit.release_reservation('bench', 's' || :l, 'c' || :client_id || '.' || :n);
-\\endif
-""",
-    "cte_fn_spread": SPREAD + "SELECT bench.cte_reserve(:l, :client_id || '.' || :n);",
-    "model_fn_spread": SPREAD + "SELECT bench.model_reserve('s' || :l, 'm' || :client_id || '.' || :n);",
-    "cte_spread": SPREAD + "WITH h AS (INSERT INTO bench.hold (line_id, order_ref, amount)"
-                           " VALUES (:l, :client_id || '.' || :n, 1) RETURNING line_id)\n"
-                           "UPDATE bench.bare SET used = used + 1 WHERE id = (SELECT line_id FROM h) AND used + 1 <= lim;",
-    # Bulk calls of BATCH items; the arrays are built by the statement itself.
-    "reserve_batch_hot": "\\set n random(1, 2000000000)\n"
-                         f"SELECT count(*) FROM credit.reserve_credit_batch(array_fill('bench'::text, ARRAY[{BATCH}]),"
-                         f" array_fill('hot'::text, ARRAY[{BATCH}]),"
-                         f" ARRAY(SELECT 'b' || :client_id || '.' || :n || '.' || g FROM generate_series(1, {BATCH}) g),"
-                         f" array_fill(1::numeric, ARRAY[{BATCH}]));",
-    "reserve_batch_spread": "\\set n random(1, 2000000000)\n"
-                            f"SELECT count(*) FROM credit.reserve_credit_batch(array_fill('bench'::text, ARRAY[{BATCH}]),"
-                            f" ARRAY(SELECT 's' || (random() * 999)::int FROM generate_series(1, {BATCH})),"
-                            f" ARRAY(SELECT 'b' || :client_id || '.' || :n || '.' || g FROM generate_series(1, {BATCH}) g),"
-                            f" array_fill(1::numeric, ARRAY[{BATCH}]));",
-    "payment_batch": "\\set n random(1, 2000000000)\n"
-                     f"SELECT count(*) FROM credit.record_payment_batch(array_fill('bench'::text, ARRAY[{BATCH}]),"
-                     f" ARRAY(SELECT 's' || (random() * 999)::int FROM generate_series(1, {BATCH})),"
-                     f" ARRAY(SELECT 'p' || :client_id || '.' || :n || '.' || g FROM generate_series(1, {BATCH}) g),"
-                     f" array_fill(1::numeric, ARRAY[{BATCH}]));",
-    "bare_hot": "UPDATE bench.bare SET used = used + 1 WHERE id = 0 AND used + 1 <= lim;",
-    "bare_spread": "\\set id random(0, 999)\nUPDATE bench.bare SET used = used + 1 WHERE id = :id AND used + 1 <= lim;",
-    "naive": "SELECT bench.naive_reserve(:line, 1);",
-}
+# The SQL the bench runs, shipped in the package: the baselines' schema, and
+# one pgbench script per workload (bench_sql/workloads/NAME.sql), each runnable
+# with pgbench -f as it is. What the baselines (a)-(e) are: baselines.sql.
+BENCH_SQL = Path(__file__).resolve().parent / "bench_sql"
+BASELINE_SQL = (BENCH_SQL / "baselines.sql").read_text(encoding="utf-8")
+SCRIPTS = {p.stem: p.read_text(encoding="utf-8") for p in sorted((BENCH_SQL / "workloads").glob("*.sql"))}
 
 
 @dataclass
@@ -190,12 +87,6 @@ def _percentiles(latencies_us: list[float]) -> tuple[float, float]:
         return (latencies_us[0] / 1000, latencies_us[0] / 1000) if latencies_us else (0.0, 0.0)
     q = statistics.quantiles(latencies_us, n=100, method="inclusive")
     return q[49] / 1000, q[98] / 1000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Bench:
@@ -454,7 +345,7 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
                 step()
             settings = {"tuned": _settings(dsn)}
             if default:
-                port = _free_port()
+                port = embedded.free_port()
                 server.stop()
                 server.start("listen_addresses=127.0.0.1", f"port={port}")
                 tcp = psycopg.conninfo.make_conninfo(host="127.0.0.1", port=port, user="postgres", dbname="bench")

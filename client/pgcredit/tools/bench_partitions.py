@@ -29,7 +29,6 @@ from ..partitions import migrate_partitions
 # clients x 4 partitions, and the clients themselves.
 PARTITION_SETTINGS = [s for s in SETTINGS if not s.startswith("max_connections")] + ["max_connections=200"]
 LINES = 1000
-SPREAD_READ = "\\set l random(0, 999)\nSELECT code FROM credit.get_available('bench', 's' || :l);"
 PARTITION_COUNTS = (1, 2, 4)
 THROUGHPUT_CLIENTS = 16
 
@@ -68,7 +67,8 @@ def run_partitions(out: Path, quick: bool = False) -> list[Result]:
             # to wait for) and a reservation. Then throughput with many clients.
             plan = []
             for _ in range(rounds):
-                for workload, script in (("get_available", SPREAD_READ), ("reserve_credit", SCRIPTS["reserve_spread"])):
+                for workload, script in (("get_available", SCRIPTS["get_available_spread"]),
+                                         ("reserve_credit", SCRIPTS["reserve_spread"])):
                     for name in ("direct", "proxy4"):
                         plan.append((name, workload, script, 1))
             for _ in range(rounds):

@@ -161,6 +161,15 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_reference(args) -> int:
+    from .reference import run
+
+    dsn = getattr(args, "dsn", None) or os.environ.get("DATABASE_URL")
+    if not dsn:
+        print("(reading a throwaway server migrated with this installation's SQL)", file=sys.stderr)
+    return run(dsn, args.out)
+
+
 def cmd_stop(args) -> int:
     server = embedded.user_server()
     if server.initialized and server.running():
@@ -221,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
                                                           "--compare-sql, CONFIG:WORKLOAD@CLIENTS patterns "
                                                           "(e.g. 'tuned:reserve_spread@32')")
     bench.set_defaults(func=cmd_bench)
+    ref = sub.add_parser("reference", parents=[common], help="the SQL reference (every API function, result "
+                         "type and view, from the catalog's comments and grants) as Markdown; without a DSN, "
+                         "of this installation's SQL on a throwaway server")
+    ref.add_argument("--out", default="-", metavar="PATH", help="write it here (default: standard output); "
+                     "in a clone: --out docs/SQL-REFERENCE.md")
+    ref.set_defaults(func=cmd_reference)
     sub.add_parser("stop", help="stop the per-user embedded server").set_defaults(func=cmd_stop)
     args = parser.parse_args(argv)
     try:

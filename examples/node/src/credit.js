@@ -24,7 +24,7 @@ export function defaultLog(entry) {
   console.error(JSON.stringify({ time: new Date().toISOString(), ...entry }));
 }
 
-// Named arguments, so the SQL reads like SPEC.md; casts, so that strings
+// Named arguments, so the SQL reads like docs/SQL-REFERENCE.md; casts, so that strings
 // arrive as the types the functions take (a bad decimal is the server's 22P02).
 const SQL = {
   reserve_credit: `SELECT * FROM credit.reserve_credit(wholesaler_id => $1::text, retailer_id => $2::text,

@@ -169,7 +169,7 @@ describe('order service', { skip: DATABASE_URL ? false : 'DATABASE_URL is not se
     assert.deepEqual(rows[0], { rolsuper: false, reads_lines: false, writes_holds: false, member_of: ['credit_app'] });
   });
 
-  test('place, deliver and cancel: the first scenario of SPEC.md over HTTP', async () => {
+  test("place, deliver and cancel: the demo's first scenario over HTTP", async () => {
     const r = newRetailer('scenario');
     await openLine(db, r);
     const line = { wholesaler_id: W, retailer_id: r };

@@ -1,0 +1,2 @@
+\set l random(0, 999)
+SELECT code FROM credit.get_available('bench', 's' || :l);

@@ -1,0 +1,1 @@
+SELECT bench.naive_reserve(:line, 1);

@@ -1,0 +1,3 @@
+\set n random(1, 2000000000)
+\set l random(0, 999)
+SELECT code FROM credit.reserve_credit('bench', 's' || :l, :client_id || '.' || :n, 1, interval '1 hour');
