@@ -95,3 +95,46 @@ END
 $$;
 REVOKE ALL ON FUNCTION credit.events_after(bigint, integer, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.events_after(bigint, integer, text) TO credit_app, credit_auditor;
+COMMENT ON FUNCTION credit.events_after(bigint, integer, text) IS $doc$The event feed: every committed change to a line or a hold, in event_id order, after after_event_id; a
+page of at most max_rows. A reader that passes the largest event_id it has received gets every committed
+event exactly once, in order, however the writers' transactions interleave and commit: an event gets its
+event_id when it is moved into the feed, and moves commit in event_id order, so no event can appear below
+one already read. This call moves what has committed since the last move, then reads; an event is
+readable once such a call (any reader's, or the prune job's) follows its commit. Refusals are not events
+(the refusal log keeps them). Call it at READ COMMITTED in a transaction of its own (it holds the
+movers' lock until that transaction ends); on a standby it only reads what the primary has moved.
+Arguments:
+  after_event_id: the largest event_id this reader has received; 0: from the oldest event kept.
+  max_rows: the page size, 1 to 1,000.
+  wholesaler_id: only the events of this wholesaler's lines; NULL: every line's.
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written. Also a cursor beyond the
+    feed's last event_id: it was not read from this feed (another database or partition, or a database
+    restored from a backup older than the cursor).
+  25000: the transaction is not READ COMMITTED (moving needs a snapshot of its own).
+  25006: a read-only transaction on the primary, where it cannot move events.
+  55000: the events after after_event_id were pruned before this reader read them; the message starts
+    with events_pruned, and its detail is pruned_through=N, the largest event_id removed.$doc$;
+COMMENT ON TYPE credit.event_row IS $doc$One event of the feed (events_after).$doc$;
+COMMENT ON COLUMN credit.event_row.event_id IS $doc$The event's position in the feed: ascending, given when the event becomes readable, never reused.$doc$;
+COMMENT ON COLUMN credit.event_row.kind IS $doc$What happened: line_opened, limit_changed, temporary_limit_ended, line_blocked, line_unblocked,
+overdue_policy_set, overdue_began, overdue_ended, hold_reserved, hold_released, hold_expired, debit_booked,
+payment_recorded, debit_reversed or balance_adjusted.$doc$;
+COMMENT ON COLUMN credit.event_row.wholesaler_id IS $doc$The line's wholesaler.$doc$;
+COMMENT ON COLUMN credit.event_row.retailer_id IS $doc$The line's retailer.$doc$;
+COMMENT ON COLUMN credit.event_row.ref IS $doc$The key of the change: the order_ref of a hold event and of debit_booked, the payment_ref,
+reversal_ref or adjustment_ref of an entry; NULL for line events.$doc$;
+COMMENT ON COLUMN credit.event_row.amount IS $doc$The money the event moved, 2 decimals: the hold's amount (hold_reserved, hold_released, hold_expired),
+the entry's (debit_booked, payment_recorded, debit_reversed, balance_adjusted: signed), the limit now in
+force (line_opened, limit_changed, temporary_limit_ended), the tolerated overdue amount
+(overdue_policy_set), the amount past due (overdue_began, overdue_ended); NULL for line_blocked and
+line_unblocked.$doc$;
+COMMENT ON COLUMN credit.event_row.data IS $doc$The kind's other figures, money as strings with 2 decimals: always available (the line's available
+after the change); effective_at (when a time-driven change took effect: hold_expired,
+temporary_limit_ended, overdue_began); reason; expires_at (hold_reserved); previous_limit and
+valid_until (limit changes); currency and payment_terms_days (line_opened); grace_days and
+max_overdue_amount (overdue events); ledger_entry_id, outstanding and settlements, a list of
+{ledger_entry_id, entry_type, ref, amount} of the open items the entry settled (entries); due_date,
+released_amount and final (debit_booked); order_ref (debit_reversed: the debit reversed). OPERATIONS.md
+lists them by kind.$doc$;
+COMMENT ON COLUMN credit.event_row.created_at IS $doc$When the change was made (its transaction's start).$doc$;

@@ -42,9 +42,10 @@ GRANT EXECUTE ON FUNCTION credit.expire_reservations(integer) TO credit_app;
 
 -- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
 COMMENT ON FUNCTION credit.expire_reservations(integer) IS $doc$Marks up to max_count holds past their expiry as expired. Expired holds stop counting toward reserved at
-once without it; the sweep makes it visible in their status and keeps the lines' totals exact. Lines
-locked by a running call are skipped, not waited for (that call sweeps its own line). Run it every minute
-(`pgcredit schedule`), or `pgcredit expire`.
+once without it; the sweep makes it visible in their status and keeps the lines' totals exact, and writes
+the time-driven events (hold_expired; temporary_limit_ended and overdue_began on the lines where time
+alone changed those, which it sweeps too). Lines locked by a running call are skipped, not waited for
+(that call sweeps its own line). Run it every minute (`pgcredit schedule`), or `pgcredit expire`.
 Arguments:
   max_count: the most holds to mark in this call, 1 to 1,000,000.
 Returns: the number of holds marked expired; fewer than max_count means none is left.

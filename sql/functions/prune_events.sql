@@ -42,3 +42,14 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION credit.prune_events(interval) FROM PUBLIC;
+COMMENT ON FUNCTION credit.prune_events(interval) IS $doc$Retention of the feed: removes the events created more than older_than ago, oldest first, up to the first
+younger one (the feed loses a prefix, never a middle). A reader whose cursor is below the largest
+event_id removed gets events_pruned from events_after. Moves waiting events into the feed first.
+Scheduled by `pgcredit schedule` every minute, keeping 30 days. For credit_owner only.
+Arguments:
+  older_than: how long events are kept, at least 0.
+Returns: the number of events removed.
+Raises:
+  22023: an argument is invalid; the message names it, and nothing is written.
+  55P03: another move of the feed held its lock past the lock-wait bound (credit.lock_timeout, 2 s by
+    default); nothing was written: retry.$doc$;

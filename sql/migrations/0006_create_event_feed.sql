@@ -25,8 +25,9 @@
 
 SET ROLE credit_owner;
 
--- A sequence of its own, not an identity: movers read its last value, and
--- a partition's identities are renumbered (strided) while this need not be.
+-- A sequence of its own, not an identity: movers read its last value, and a
+-- partitioned deployment strides its identities (ids unique across
+-- partitions), which would renumber this one below the rows waiting here.
 CREATE SEQUENCE credit.event_inbox_seq;
 CREATE TABLE credit.event_inbox (
     seq           bigint NOT NULL DEFAULT nextval('credit.event_inbox_seq'),
