@@ -20,15 +20,18 @@ SET ROLE credit_owner;
 -- Where to look: every inbox row with seq <= event_state.low_seq has been
 -- moved or rolled back, so a move reads the inbox index from there on and
 -- costs what it moves, whatever VACUUM has yet to remove. low_seq advances to
--- a sample taken by an earlier move: the inbox sequence's last value C, read
--- before a snapshot whose xmax was X. A seq <= C was drawn before that
--- snapshot, by a transaction that already had its xid (every event follows
--- the change it records, which assigned the xid: credit._event), so by one
--- whose xid is below X. Once this move's snapshot has xmin >= X, all those
+-- a sample taken by an earlier move: the inbox sequence's last value C, and
+-- then that move's own xid X, assigned after C was read. A seq <= C was drawn
+-- before X existed, by a transaction that already had its xid (every event
+-- follows the change it records, which assigned the xid: credit._event), so
+-- by one whose xid is below X. Once this move's snapshot has xmin >= X (X
+-- has ended, so xmin is the oldest xid still running), all those
 -- transactions have ended; what they committed is visible to this move and
 -- moved by it (up to max_count: when capped, low_seq stops at the last seq
--- moved). A transaction that stays open holds low_seq back: the window read
--- then grows with what was moved since, never with what was never moved.
+-- moved). A move that runs in a transaction which had its xid before it read
+-- C takes no sample. A transaction that stays open holds low_seq back: the
+-- window read then grows with what was moved since, never with what was
+-- never moved.
 --
 -- The inbox is a queue: its statistics say little about the dead rows a seq
 -- scan would wade through, and a custom plan for each call would cost more
@@ -39,9 +42,9 @@ CREATE OR REPLACE FUNCTION credit._move_events(max_count integer DEFAULT 10000) 
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     s credit.event_state;
+    v_fresh boolean := pg_current_xact_id_if_assigned() IS NULL;
     v_seq bigint;
     v_xmin xid8;
-    v_xmax xid8;
     v_last bigint;
     v_low bigint;
     v_moved integer;
@@ -53,11 +56,11 @@ BEGIN
     SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END INTO v_seq
       FROM credit.event_inbox_seq q;
     -- One snapshot for the state, the last event_id and the horizon.
-    SELECT x.low_seq, x.sample_xmax, x.sample_seq, pg_snapshot_xmin(pg_current_snapshot()),
-           pg_snapshot_xmax(pg_current_snapshot()), greatest((SELECT max(e.event_id) FROM credit.event e), x.pruned_through)
-      INTO s.low_seq, s.sample_xmax, s.sample_seq, v_xmin, v_xmax, v_last
+    SELECT x.low_seq, x.sample_xid, x.sample_seq, pg_snapshot_xmin(pg_current_snapshot()),
+           greatest((SELECT max(e.event_id) FROM credit.event e), x.pruned_through)
+      INTO s.low_seq, s.sample_xid, s.sample_seq, v_xmin, v_last
       FROM credit.event_state x;
-    v_low := CASE WHEN s.sample_xmax <= v_xmin THEN greatest(s.low_seq, s.sample_seq) ELSE s.low_seq END;
+    v_low := CASE WHEN s.sample_xid <= v_xmin THEN greatest(s.low_seq, s.sample_seq) ELSE s.low_seq END;
 
     WITH picked AS (
         SELECT i.ctid FROM credit.event_inbox i WHERE i.seq > s.low_seq ORDER BY i.seq LIMIT max_count),
@@ -76,8 +79,9 @@ BEGIN
     IF v_moved = max_count THEN
         v_low := least(v_low, v_top);
     END IF;
-    IF s.sample_xmax <= v_xmin THEN
-        UPDATE credit.event_state x SET low_seq = v_low, sample_xmax = v_xmax, sample_seq = v_seq;
+    -- A new sample once the last one is used, if there is anything new to sample.
+    IF v_fresh AND s.sample_xid <= v_xmin AND v_seq > s.sample_seq THEN
+        UPDATE credit.event_state x SET low_seq = v_low, sample_xid = pg_current_xact_id(), sample_seq = v_seq;
     ELSIF v_low <> s.low_seq THEN
         UPDATE credit.event_state x SET low_seq = v_low;
     END IF;

@@ -69,8 +69,8 @@ CREATE TABLE credit.event_state (
     one_row        boolean PRIMARY KEY DEFAULT true CHECK (one_row),
     pruned_through bigint NOT NULL DEFAULT 0,
     low_seq        bigint NOT NULL DEFAULT 0,   -- every inbox row with seq <= low_seq has been moved (or rolled back)
-    sample_xmax    xid8 NOT NULL DEFAULT '0',   -- a snapshot's xmax, and the inbox sequence's last value read
-    sample_seq     bigint NOT NULL DEFAULT 0    -- before it: the next low_seq, once every xid below it has ended
+    sample_xid     xid8 NOT NULL DEFAULT '0',   -- a mover's xid, and the inbox sequence's last value read before
+    sample_seq     bigint NOT NULL DEFAULT 0    -- it was assigned: the next low_seq, once every xid below it has ended
 );
 INSERT INTO credit.event_state DEFAULT VALUES;
 
