@@ -94,6 +94,7 @@ VIEWS: dict[str, ViewRule] = {
     "monitor_refusal_windows": ViewRule(aggregate=True, group_by=("code",)),
     "monitor_lock_waits": ViewRule(aggregate=True, merge=(("longest_wait_seconds", "max"),)),
     "monitor_sweep": ViewRule(aggregate=True, merge=(("oldest_awaiting_sweep_seconds", "max"),)),
+    "monitor_events": ViewRule(aggregate=True, merge=(("oldest_waiting_seconds", "max"),)),
     # The partitions' last scheduled runs: the oldest one's times (how stale the
     # book's proof is), the findings of all.
     "monitor_reconcile": ViewRule(aggregate=True, every_partition=True, merge=(

@@ -137,7 +137,7 @@ def cmd_schedule(args) -> int:
     from .schedule import ScheduleError, schedule
 
     try:
-        jobs = schedule(_dsn(args))
+        jobs = schedule(_dsn(args), args.keep_events)
     except ScheduleError as exc:
         print(f"pgcredit: {exc}", file=sys.stderr)
         return 1
@@ -213,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     expire = sub.add_parser("expire", parents=[common], help="mark expired holds, in batches")
     expire.add_argument("--batch", type=int, default=1000)
     expire.set_defaults(func=cmd_expire)
-    sub.add_parser("schedule", parents=[common], help="install the expiry (every minute) and reconcile "
-                   "(every 10 minutes) jobs in pg_cron, or say why not").set_defaults(func=cmd_schedule)
+    sched = sub.add_parser("schedule", parents=[common], help="install the expiry (every minute), reconcile "
+                           "(every 10 minutes) and event feed (every minute) jobs in pg_cron, or say why not")
+    sched.add_argument("--keep-events", default="30 days", metavar="INTERVAL",
+                       help="how long the event feed keeps events (default: 30 days)")
+    sched.set_defaults(func=cmd_schedule)
     bench = sub.add_parser("bench", help="benchmark on a cluster of its own (fsync on) against the bare "
                                          "UPDATE and the source design; writes OUT/bench.md and OUT/bench.png")
     bench.add_argument("--quick", action="store_true", help="seconds instead of minutes; figures not comparable")

@@ -1007,6 +1007,42 @@ GRANT SELECT ON credit.monitor_book TO credit_auditor;
 GRANT SELECT ON credit.monitor_book TO credit_monitor;
 
 RESET ROLE;
+CREATE FUNCTION credit_route.monitor_events_rows() RETURNS TABLE(events_waiting bigint, oldest_waiting_seconds numeric)
+LANGUAGE plproxy AS $plproxy$
+    CLUSTER 'credit_partitions';
+    RUN ON ALL;
+    SELECT px_row.events_waiting, px_row.oldest_waiting_seconds FROM credit.monitor_events px_row;
+$plproxy$;
+ALTER FUNCTION credit_route.monitor_events_rows() OWNER TO credit_owner;
+REVOKE ALL ON FUNCTION credit_route.monitor_events_rows() FROM PUBLIC;
+SET ROLE credit_owner;
+
+-- The rows of credit.monitor_events on every partition.
+CREATE FUNCTION credit._monitor_events_rows() RETURNS TABLE(events_waiting bigint, oldest_waiting_seconds numeric)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    px_state text;
+    px_message text;
+    px_detail text;
+    px_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM credit_route.monitor_events_rows() px_row;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS px_state = RETURNED_SQLSTATE, px_message = MESSAGE_TEXT,
+                            px_detail = PG_EXCEPTION_DETAIL, px_hint = PG_EXCEPTION_HINT;
+    PERFORM credit._partition_error(px_state, px_message, px_detail, px_hint, NULL, 1);
+    RAISE;
+END
+$body$;
+REVOKE ALL ON FUNCTION credit._monitor_events_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit._monitor_events_rows() TO credit_auditor;
+GRANT EXECUTE ON FUNCTION credit._monitor_events_rows() TO credit_monitor;
+
+CREATE VIEW credit.monitor_events AS SELECT sum(events_waiting)::bigint AS events_waiting, max(oldest_waiting_seconds)::numeric AS oldest_waiting_seconds FROM credit._monitor_events_rows();
+GRANT SELECT ON credit.monitor_events TO credit_auditor;
+GRANT SELECT ON credit.monitor_events TO credit_monitor;
+
+RESET ROLE;
 CREATE FUNCTION credit_route.monitor_lines_rows() RETURNS TABLE(line_id bigint, wholesaler_id text, retailer_id text, status text, currency text, credit_limit numeric, reserved numeric, outstanding numeric, available numeric, utilization_pct numeric)
 LANGUAGE plproxy AS $plproxy$
     CLUSTER 'credit_partitions';
