@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from pgcredit import CreditClient, migrate
@@ -15,8 +16,9 @@ from pgcredit.partitions import migrate_partitions
 from pgcredit.tools import embedded
 from support.db import (
     APP_USER, AUDITOR_USER, MONITOR_USER, PARTITIONS, TEMPLATE, Cluster, Proxy, ProxyConnection, _Postgresql,
-    _server_versions, new_proxy, plproxy_missing,
+    _server_versions, _server_versions_problem, new_proxy, plproxy_missing, private_server,
 )
+from support.failover import ABSENT_STANDBY, LOCAL
 
 CONTRACT = Path(__file__).resolve().parent / "contract"
 
@@ -29,6 +31,18 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "direct_only(reason): a contract test that cannot run through the "
                                        "proxy, and why (it is skipped there, visibly)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A run that would test no database fails: without server binaries, or
+    with a PGCREDIT_TEST_PG naming a version that is not installed, every
+    database test would be skipped ("got empty parameter set") and the run
+    would pass having proved nothing."""
+    if not any("cluster" in getattr(item, "fixturenames", ()) for item in items):
+        return  # nothing collected needs a server
+    problem = _server_versions_problem()
+    if problem:
+        raise pytest.UsageError(problem)
 
 
 def pytest_generate_tests(metafunc):
@@ -130,6 +144,24 @@ def conn(dsn, proxy):
     with factory.connect(dsn, autocommit=True, row_factory=dict_row) as c:
         c.proxy = proxy
         yield c
+
+
+@pytest.fixture(scope="session")
+def unreplicated(cluster):
+    """(dsn, local dsn) of a database on a cluster of its own whose every
+    commit waits for a synchronous standby that never connects (as for one
+    that has stopped), unless the session sets synchronous_commit = local, as
+    the local dsn does. test_no_false_ack.py and the Node example share it;
+    each uses wholesaler ids of its own. APP_USER logs in with credit_app."""
+    with private_server(cluster, ("fsync=off", f"synchronous_standby_names={ABSENT_STANDBY}")) as server:
+        with psycopg.connect(server.conninfo(), autocommit=True, options=LOCAL) as c:
+            c.execute("CREATE DATABASE credit")
+        dsn = server.conninfo("credit")
+        local = make_conninfo(dsn, options=LOCAL)
+        migrate(local)
+        with psycopg.connect(local, autocommit=True) as c:
+            c.execute(f"CREATE ROLE {APP_USER} LOGIN IN ROLE credit_app")
+        yield dsn, local
 
 
 @pytest.fixture

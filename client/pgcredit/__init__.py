@@ -7,7 +7,8 @@ from .client import AsyncCreditClient, CreditClient, Retry
 from .errors import (
     CreditBusy, CreditDatabaseError, CreditError, CreditRefused, DebitNotFound, EventsPruned, ExceedsDebitAmount,
     ExceedsReservationAmount, IdempotencyConflict, InsufficientCredit, InvalidInput, LineBlocked,
-    LineNotFound, Overdue, ReservationConverted, ReservationExpired, ReservationNotFound, ReservationReleased,
+    LineNotFound, OutcomeUnknown, Overdue, ReservationConverted, ReservationExpired, ReservationNotFound,
+    ReservationReleased,
 )
 from .migrate import migrate
 from .results import (
@@ -20,8 +21,8 @@ __all__ = [
     "AsyncCreditClient", "CreditClient", "Retry", "migrate",
     "CreditBusy", "CreditDatabaseError", "CreditError", "CreditRefused", "DebitNotFound", "EventsPruned",
     "ExceedsDebitAmount", "ExceedsReservationAmount", "IdempotencyConflict", "InsufficientCredit",
-    "InvalidInput", "LineBlocked", "LineNotFound", "Overdue", "ReservationConverted", "ReservationExpired",
-    "ReservationNotFound", "ReservationReleased",
+    "InvalidInput", "LineBlocked", "LineNotFound", "OutcomeUnknown", "Overdue", "ReservationConverted",
+    "ReservationExpired", "ReservationNotFound", "ReservationReleased",
     "AgingRow", "AvailableResult", "CanReserveResult", "ConvertResult", "EntryResult", "Event", "Finding",
     "LimitResult", "LineRow", "OpenLineResult", "OverduePolicyResult", "ReleaseResult", "ReservationInfo",
     "ReservationRow", "ReserveResult", "StatementLine", "StatusResult",

@@ -4,6 +4,11 @@ The methods are written once, in ``_Api``; each returns ``self._call(...)``,
 which is a result in the sync client and an awaitable of one in the async
 client. Retries, error translation and result building are shared too; only
 the few lines that touch the connection exist twice.
+
+An answer counts only if it proves the commit: while a call and its commit
+run, the client listens for the server's notices, and the warning of a commit
+whose wait for a synchronous standby was cancelled turns the answer into
+OutcomeUnknown (errors.unconfirmed_commit).
 """
 
 from __future__ import annotations
@@ -99,6 +104,10 @@ def _finish(query: Query, rows: list[dict], check: bool) -> Any:
     return result
 
 
+def _unconfirmed(name: str, params: dict, notices: list[str]) -> errors.OutcomeUnknown:
+    return errors.OutcomeUnknown(name, QUERIES[name].key, params, notices[0])
+
+
 def _after_failure(retry: Retry, name: str, attempt: int, exc: psycopg.Error, retryable: bool,
                    metrics: Any = None) -> float:
     """Raises what the caller should see, or returns how long to wait before
@@ -154,6 +163,27 @@ class _Api:
     """The public API. Arguments are those of the SQL functions; money is Decimal
     (or int) in and Decimal out. A non-ok code raises the matching
     ``CreditRefused`` subclass unless ``check=False``."""
+
+    @staticmethod
+    @contextmanager
+    def _watch(conn):
+        """Collects, while the block runs, the notices on conn that say a commit
+        is not confirmed (errors.unconfirmed_commit). The block must include the
+        commit: the warning comes with it. A handler per call, so a connection
+        shared by threads attributes a warning to every call in flight on it at
+        that moment at worst (an unknown outcome too many, never too few)."""
+        seen: list = []
+
+        def handler(diag):
+            if errors.unconfirmed_commit(diag):
+                # Read now: psycopg frees the notice when the handler returns.
+                seen.append(f"{diag.severity_nonlocalized or diag.severity} {diag.sqlstate}: {diag.message_primary}")
+
+        conn.add_notice_handler(handler)
+        try:
+            yield seen
+        finally:
+            conn.remove_notice_handler(handler)
 
     def open_line(self, wholesaler_id: str, retailer_id: str, credit_limit: Decimal,
                   currency: str = "INR", payment_terms_days: int = 30, *, check: bool = True):
@@ -325,23 +355,32 @@ class CreditClient(_Api):
 
     @contextmanager
     def _connection(self):
-        """Yields (connection, whether a failure may be retried)."""
+        """Yields (connection, whether a failure may be retried, the warnings
+        that the commit is not confirmed, filled in by the time the block has
+        exited, commit included)."""
         src = self._source
         if isinstance(src, str):
             if self._own is None or self._own.closed:
                 self._own = psycopg.connect(src, autocommit=True)
-            yield self._own, True
+            with self._watch(self._own) as unconfirmed:
+                yield self._own, True, unconfirmed
         elif isinstance(src, psycopg.Connection):
             if src.info.transaction_status != TransactionStatus.IDLE:
-                yield src, False
+                # The caller's transaction: the commit, and any warning with it, is the caller's.
+                yield src, False, []
             elif src.autocommit:
-                yield src, True  # the call is a transaction of its own: one round trip, not three
+                with self._watch(src) as unconfirmed:
+                    yield src, True, unconfirmed  # the call is a transaction of its own: one round trip, not three
             else:
-                with src.transaction():
-                    yield src, True
+                with self._watch(src) as unconfirmed, src.transaction():
+                    yield src, True, unconfirmed
         else:
-            with src.connection() as conn:
-                yield conn, True
+            with src.connection() as conn, self._watch(conn) as unconfirmed:
+                if conn.autocommit:
+                    yield conn, True, unconfirmed
+                else:
+                    with conn.transaction():  # committed here, not by the pool, so that the warning is seen
+                        yield conn, True, unconfirmed
 
     def _call(self, name: str, check: bool, params: dict) -> Any:
         if self.metrics is None:
@@ -361,13 +400,15 @@ class CreditClient(_Api):
             # A conninfo or a pool can reconnect; a given connection is decided by _connection.
             retryable = not isinstance(self._source, psycopg.Connection)
             try:
-                with self._connection() as (conn, retryable):
+                with self._connection() as (conn, retryable, unconfirmed):
                     with conn.cursor(row_factory=dict_row) as cur:
                         cur.execute(query.sql, params)
                         rows = cur.fetchall()
             except psycopg.Error as exc:
                 time.sleep(_after_failure(self.retry, name, attempt, exc, retryable, self.metrics))
             else:
+                if unconfirmed:
+                    raise _unconfirmed(name, params, unconfirmed)
                 return _finish(query, rows, check)
         raise AssertionError("unreachable")
 
@@ -413,18 +454,26 @@ class AsyncCreditClient(_Api):
         if isinstance(src, str):
             if self._own is None or self._own.closed:
                 self._own = await psycopg.AsyncConnection.connect(src, autocommit=True)
-            yield self._own, True
+            with self._watch(self._own) as unconfirmed:
+                yield self._own, True, unconfirmed
         elif isinstance(src, psycopg.AsyncConnection):
             if src.info.transaction_status != TransactionStatus.IDLE:
-                yield src, False
+                yield src, False, []
             elif src.autocommit:
-                yield src, True
+                with self._watch(src) as unconfirmed:
+                    yield src, True, unconfirmed
             else:
-                async with src.transaction():
-                    yield src, True
+                with self._watch(src) as unconfirmed:
+                    async with src.transaction():
+                        yield src, True, unconfirmed
         else:
             async with src.connection() as conn:
-                yield conn, True
+                with self._watch(conn) as unconfirmed:
+                    if conn.autocommit:
+                        yield conn, True, unconfirmed
+                    else:
+                        async with conn.transaction():
+                            yield conn, True, unconfirmed
 
     async def _call(self, name: str, check: bool, params: dict) -> Any:
         if self.metrics is None:
@@ -443,13 +492,15 @@ class AsyncCreditClient(_Api):
         for attempt in range(self.retry.attempts):
             retryable = not isinstance(self._source, psycopg.AsyncConnection)
             try:
-                async with self._connection() as (conn, retryable):
+                async with self._connection() as (conn, retryable, unconfirmed):
                     async with conn.cursor(row_factory=dict_row) as cur:
                         await cur.execute(query.sql, params)
                         rows = await cur.fetchall()
             except psycopg.Error as exc:
                 await asyncio.sleep(_after_failure(self.retry, name, attempt, exc, retryable, self.metrics))
             else:
+                if unconfirmed:
+                    raise _unconfirmed(name, params, unconfirmed)
                 return _finish(query, rows, check)
         raise AssertionError("unreachable")
 

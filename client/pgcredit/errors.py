@@ -140,6 +140,39 @@ class CreditBusy(CreditError):
     idempotency key is safe."""
 
 
+class OutcomeUnknown(CreditError):
+    """The server answered, but its answer does not prove the call's commit is
+    durable as configured: with a synchronous standby, the wait for the
+    standby's confirmation was cancelled (``pg_cancel_backend``, a client-side
+    cancel, ...) and the server reported the commit as done locally with a
+    WARNING (SQLSTATE 01000, "canceling wait for synchronous replication").
+    The call may be on the primary only, and gone if the primary is lost now.
+
+    Not retried by the client: the cancel was someone's decision to stop
+    waiting, and a retry on the same primary would wait for the same standby
+    again. Call again with the same idempotency key once a server answers (the
+    standby is back, or it was promoted): that call waits for the standby like
+    the first one, so its answer, a replay or the call done once, is durable.
+
+    ``function`` is the SQL function, ``key_name`` and ``key`` the idempotency
+    key (``order_ref``, ``payment_ref``, ...; a list for a bulk call; None for a
+    call that is idempotent by its arguments alone, such as ``block_line``),
+    ``params`` every argument of the call, ``notice`` the server's warning."""
+
+    def __init__(self, function: str, key_name: str | None, params: dict, notice: str):
+        self.function = function
+        self.key_name = key_name
+        self.key = params.get(key_name) if key_name else None
+        self.params = params
+        self.notice = notice
+        line = (params.get("wholesaler_id"), params.get("retailer_id"))
+        on = f" on line {line}" if None not in line else ""
+        key = f" {key_name}={self.key!r}" if key_name else ""
+        again = f"with the same {key_name}" if key_name else "with the same arguments"
+        super().__init__(f"{function}{key}{on}: outcome unknown, the commit is not confirmed durable "
+                         f"({notice}); call again {again} once a server answers")
+
+
 _BY_CODE: dict[str, type[CreditRefused]] = {
     cls.code: cls
     for cls in (InsufficientCredit, LineBlocked, Overdue, LineNotFound, ReservationNotFound,
@@ -188,3 +221,13 @@ def translate(exc: psycopg.Error) -> CreditError:
         found = re.search(r"pruned_through=(\d+)", exc.diag.message_detail or "")
         return EventsPruned(message, int(found.group(1)) if found else None)
     return CreditDatabaseError(str(exc).strip(), exc.sqlstate)
+
+
+# PostgreSQL's warning for a commit done locally whose wait for a synchronous
+# standby was cancelled. Matched by severity and SQLSTATE, not by its text,
+# which servers with another lc_messages translate: pgcredit's functions
+# raise no warnings, so no other WARNING 01000 comes with a call's answer
+# (test_no_false_ack.py's test_no_function_raises_a_warning keeps it so).
+def unconfirmed_commit(diag: psycopg.errors.Diagnostic) -> bool:
+    """Whether a notice received with a call's answer says its commit is not confirmed."""
+    return (diag.severity_nonlocalized or diag.severity) == "WARNING" and diag.sqlstate == "01000"

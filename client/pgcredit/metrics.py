@@ -6,8 +6,9 @@ A client made with ``metrics=`` reports, for every call:
 - ``pgcredit_client_call_duration_seconds`` (histogram; labels ``function``,
   ``code``): the whole call as the caller waited for it, retries and backoff
   included. ``code`` is the result code (``ok``, ``insufficient_credit``, ...),
-  or ``busy`` (gave up after retrying), ``invalid_input`` (SQLSTATE class 22)
-  or ``error`` (anything else). Its ``_count`` counts calls.
+  or ``busy`` (gave up after retrying), ``outcome_unknown`` (answered, but
+  the commit is not confirmed durable: ``OutcomeUnknown``), ``invalid_input``
+  (SQLSTATE class 22) or ``error`` (anything else). Its ``_count`` counts calls.
 - ``pgcredit_client_retries_total`` (counter; ``function``, ``sqlstate``): each
   retry, by the SQLSTATE that caused it (``connection`` when the connection
   broke without one).
@@ -79,6 +80,8 @@ def code_of(outcome: Any) -> str:
         return outcome.result.code
     if isinstance(outcome, errors.CreditBusy):
         return "busy"
+    if isinstance(outcome, errors.OutcomeUnknown):
+        return "outcome_unknown"
     if isinstance(outcome, errors.InvalidInput):
         return "invalid_input"
     if isinstance(outcome, BaseException):

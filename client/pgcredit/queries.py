@@ -13,6 +13,9 @@ class Query:
     sql: str
     result: Any  # dataclass for rows, int for a scalar
     many: bool = False
+    # The argument that is the call's idempotency key, named in OutcomeUnknown.
+    # None: the call has none (calling it again with the same arguments is harmless).
+    key: str | None = None
 
 
 QUERIES: dict[str, Query] = {
@@ -43,27 +46,27 @@ QUERIES: dict[str, Query] = {
     "reserve_credit": Query(
         "SELECT * FROM credit.reserve_credit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(order_ref)s::text, %(amount)s::numeric, %(expires_in)s::interval)",
-        r.ReserveResult),
+        r.ReserveResult, key="order_ref"),
     "release_reservation": Query(
         "SELECT * FROM credit.release_reservation(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(order_ref)s::text, %(reason)s::text)",
-        r.ReleaseResult),
+        r.ReleaseResult, key="order_ref"),
     "convert_to_debit": Query(
         "SELECT * FROM credit.convert_to_debit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(order_ref)s::text, %(amount)s::numeric, %(due_date)s::date)",
-        r.ConvertResult),
+        r.ConvertResult, key="order_ref"),
     "record_payment": Query(
         "SELECT * FROM credit.record_payment(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(payment_ref)s::text, %(amount)s::numeric)",
-        r.EntryResult),
+        r.EntryResult, key="payment_ref"),
     "reverse_debit": Query(
         "SELECT * FROM credit.reverse_debit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(order_ref)s::text, %(reversal_ref)s::text, %(amount)s::numeric, %(reason)s::text)",
-        r.EntryResult),
+        r.EntryResult, key="reversal_ref"),
     "adjust_balance": Query(
         "SELECT * FROM credit.adjust_balance(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(adjustment_ref)s::text, %(amount)s::numeric, %(reason)s::text)",
-        r.EntryResult),
+        r.EntryResult, key="adjustment_ref"),
     "get_reservation": Query(
         "SELECT * FROM credit.get_reservation(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(order_ref)s::text)",
@@ -104,13 +107,13 @@ QUERIES: dict[str, Query] = {
     "reserve_credit_batch": Query(
         "SELECT * FROM credit.reserve_credit_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"
         " %(order_refs)s::text[], %(amounts)s::numeric[], %(expires_in)s::interval)",
-        r.ReserveBatchItem, many=True),
+        r.ReserveBatchItem, many=True, key="order_refs"),
     "convert_to_debit_batch": Query(
         "SELECT * FROM credit.convert_to_debit_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"
         " %(order_refs)s::text[], %(amounts)s::numeric[])",
-        r.ConvertBatchItem, many=True),
+        r.ConvertBatchItem, many=True, key="order_refs"),
     "record_payment_batch": Query(
         "SELECT * FROM credit.record_payment_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"
         " %(payment_refs)s::text[], %(amounts)s::numeric[])",
-        r.PaymentBatchItem, many=True),
+        r.PaymentBatchItem, many=True, key="payment_refs"),
 }

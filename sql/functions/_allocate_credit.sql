@@ -5,9 +5,11 @@ SET ROLE credit_owner;
 -- first_item) settles open items oldest due date first, ties by lower entry
 -- id; what is left over waits on the line as unapplied credit. Every
 -- settlement is kept (credit.settlement) so that aging can be read as of any
--- past day. The caller holds the line's row lock; at as in _allocate_item.
+-- past day. The caller holds the line's row lock; at and outstanding_delta
+-- as in _allocate_item.
 CREATE OR REPLACE FUNCTION credit._allocate_credit(
-    line_id bigint, amount numeric, first_item bigint DEFAULT NULL, at timestamptz DEFAULT now())
+    line_id bigint, amount numeric, first_item bigint DEFAULT NULL, at timestamptz DEFAULT now(),
+    outstanding_delta numeric DEFAULT 0)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -40,8 +42,9 @@ BEGIN
     UPDATE credit.line l
        SET unapplied = l.unapplied + v_left,
            oldest_unpaid_due = (SELECT min(x.due_date) FROM credit.open_item x
-                                 WHERE x.line_id = _allocate_credit.line_id)
+                                 WHERE x.line_id = _allocate_credit.line_id),
+           outstanding = l.outstanding + outstanding_delta
      WHERE l.id = _allocate_credit.line_id;
 END
 $$;
-REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint, timestamptz, numeric) FROM PUBLIC;

@@ -7,9 +7,9 @@ SET ROLE credit_owner;
 -- whatever the array's lower bound), before the caller writes anything.
 -- Returns the number of items.
 --
--- One statement tests every element with the cheap tests of the single
--- functions' fast paths (credit._id_ok and a few comparisons); the checks
--- that build a message run only when it fails. amounts NULL (the array or an
+-- One statement tests every element with the tests of the single
+-- functions' fast paths (credit._id_ok, credit._money_ok); the checks that
+-- build a message run only when it fails. amounts NULL (the array or an
 -- element) passes when whole_allowed: convert_to_debit's "the whole hold".
 CREATE OR REPLACE FUNCTION credit._check_batch(
     wholesaler_ids text[], retailer_ids text[], refs text[], refs_name text, amounts numeric[],
@@ -46,7 +46,7 @@ BEGIN
     -- Line ids repeat in a batch (many orders of one retailer): each distinct
     -- one is tested once. coalesce: bool_and skips NULLs, and _id_ok(NULL) is NULL.
     SELECT bool_and(coalesce(credit._id_ok(t.o)
-                             AND (t.a IS NULL AND whole_allowed OR t.a > 0 AND t.a <= 1e15 AND t.a = round(t.a, 2)),
+                             AND (t.a IS NULL AND whole_allowed OR credit._money_ok(t.a, 'positive')),
                              false))
            AND (SELECT bool_and(coalesce(credit._id_ok(d.v), false))
                   FROM (SELECT DISTINCT v FROM unnest(wholesaler_ids || retailer_ids) AS v) d)

@@ -10,11 +10,13 @@ CREATE OR REPLACE FUNCTION credit._reserve_credit_batch_check(
     expires_in interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_problem text;
 BEGIN
     PERFORM credit._check_batch(wholesaler_ids, retailer_ids, order_refs, 'order_refs', amounts, false);
-    IF NOT (isfinite(expires_in) AND expires_in > interval '0') THEN
-        RAISE USING ERRCODE = '22023',
-            MESSAGE = format('expires_in must be a positive finite interval, got %s', expires_in);
+    v_problem := credit._expires_in_problem(expires_in);
+    IF v_problem IS NOT NULL THEN
+        RAISE USING ERRCODE = '22023', MESSAGE = v_problem;
     END IF;
 END
 $$;

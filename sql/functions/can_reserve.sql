@@ -1,8 +1,8 @@
 SET ROLE credit_owner;
 
--- Would reserve_credit(amount) succeed now? The same checks in the same order
--- (line_blocked, overdue, insufficient_credit), but no lock and no write, so
--- the answer can be stale by the time the caller reserves.
+-- Would reserve_credit(amount) succeed now? The same refusals in the same
+-- order (credit._refusal), but no lock and no write, so the answer can be
+-- stale by the time the caller reserves.
 CREATE OR REPLACE FUNCTION credit.can_reserve(wholesaler_id text, retailer_id text, amount numeric)
 RETURNS credit.can_reserve_result
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -19,10 +19,7 @@ BEGIN
          WHERE x.wholesaler_id = can_reserve.wholesaler_id AND x.retailer_id = can_reserve.retailer_id;
     END IF;
     v_code := CASE WHEN a.code <> 'ok' THEN a.code
-                   WHEN a.status = 'blocked' THEN 'line_blocked'
-                   WHEN credit._overdue(l) THEN 'overdue'
-                   WHEN v_amount > a.available THEN 'insufficient_credit'
-                   ELSE 'ok' END;
+                   ELSE coalesce(credit._refusal(l, v_amount, a.available), 'ok') END;
     RETURN (v_code, v_code = 'ok', a.available, greatest(v_amount - a.available, 0))::credit.can_reserve_result;
 END
 $$;

@@ -2,7 +2,9 @@ SET ROLE credit_owner;
 
 -- Turns a hold into a DEBIT due on due_date (default: today + payment terms).
 -- An amount below the hold debits that much and releases the rest (partial
--- delivery); NULL means the whole hold.
+-- delivery); NULL means the whole hold. Writes debit_booked (with what
+-- unapplied credit settled at once), then the overdue event if a DEBIT due
+-- in the past started the line's refusals.
 CREATE OR REPLACE FUNCTION credit.convert_to_debit(
     wholesaler_id text, retailer_id text, order_ref text,
     amount numeric DEFAULT NULL, due_date date DEFAULT NULL)
@@ -15,6 +17,7 @@ DECLARE
     v_available numeric;
     v_due date;
     v_entry bigint;
+    v_code text;
     v_mark bigint;
 BEGIN
     -- One cheap test passes good ids; the checks that name the argument run only when it fails.
@@ -42,10 +45,9 @@ BEGIN
         RETURN ('reservation_not_found', NULL, NULL, NULL, NULL, NULL, NULL, v_available, false)::credit.convert_result;
     ELSIF h.status = 'converted' THEN
         SELECT e.due_date INTO v_due FROM credit.ledger_entry e WHERE e.id = h.debit_entry_id;
-        RETURN (CASE WHEN coalesce(v_amount, h.amount) = h.converted_amount THEN 'ok'
-                     ELSE 'exists_with_different_amount' END,
-                h.id, h.status, h.debit_entry_id, h.converted_amount, h.released_amount, v_due, v_available,
-                coalesce(v_amount, h.amount) = h.converted_amount)::credit.convert_result;
+        v_code := credit._replay(h.converted_amount, coalesce(v_amount, h.amount));
+        RETURN (v_code, h.id, h.status, h.debit_entry_id, h.converted_amount, h.released_amount, v_due, v_available,
+                v_code = 'ok')::credit.convert_result;
     ELSIF h.status <> 'active' THEN
         -- Codes written out whole: the reference's test reads them from the source.
         RETURN (CASE h.status WHEN 'released' THEN 'reservation_released' ELSE 'reservation_expired' END,
@@ -56,26 +58,22 @@ BEGIN
 
     v_amount := coalesce(v_amount, h.amount);
     v_due := coalesce(due_date, current_date + l.payment_terms_days);
-    IF l.unapplied > 0 THEN  -- credit waiting on the line settles the new debit at once
+    IF l.unapplied > 0 THEN  -- credit waiting on the line settles the new DEBIT at once
         SELECT coalesce(max(s.id), 0) INTO v_mark FROM credit.settlement s;
     END IF;
-    INSERT INTO credit.ledger_entry (line_id, entry_type, amount, ref, due_date, reservation_id)
-    VALUES (l.id, 'DEBIT', v_amount, order_ref, v_due, h.id)
-    RETURNING id INTO v_entry;
+    -- The DEBIT is posted as every entry is; the whole hold leaves reserved with it.
+    v_entry := (credit._post_entries(ARRAY[l.id], 'DEBIT', ARRAY[order_ref], ARRAY[v_amount], NULL, NULL,
+                                     ARRAY[v_due], ARRAY[h.id], ARRAY[h.amount]))[1];
     UPDATE credit.reservation r
        SET status = 'converted', converted_at = now(), converted_amount = v_amount,
            released_amount = h.amount - v_amount, debit_entry_id = v_entry
      WHERE r.line_id = h.line_id AND r.order_ref = h.order_ref;
-    UPDATE credit.line x
-       SET reserved = x.reserved - h.amount, outstanding = x.outstanding + v_amount
-     WHERE x.id = l.id;
-    PERFORM credit._allocate_item(l.id, v_entry, v_due, v_amount);
-    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'debit_booked', order_ref, v_amount, v_available + h.amount - v_amount,
-        jsonb_build_object('ledger_entry_id', v_entry, 'due_date', v_due, 'final', true,
-                           'released_amount', (h.amount - v_amount)::text,
-                           'outstanding', (l.outstanding + v_amount)::text,
-                           'settlements', coalesce(CASE WHEN v_mark IS NOT NULL THEN credit._settlements(l.id, v_mark) END,
-                                                   '[]')));
+    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'debit_booked', order_ref, v_amount,
+        v_available + h.amount - v_amount, jsonb_build_object(
+            'order_ref', order_ref, 'ledger_entry_id', v_entry, 'due_date', v_due, 'final', true,
+            'hold_status', 'converted', 'released_amount', (h.amount - v_amount)::text, 'remaining_amount', '0.00',
+            'outstanding', round(l.outstanding + v_amount, 2)::text,
+            'settlements', coalesce(CASE WHEN v_mark IS NOT NULL THEN credit._settlements(l.id, v_mark) END, '[]')));
     IF l.overdue_grace_days IS NOT NULL OR l.overdue_since IS NOT NULL THEN
         PERFORM credit._overdue_event(l.id);  -- a debit due in the past may start the refusals
     END IF;

@@ -42,8 +42,15 @@ BEGIN
         RETURN ('ok', l.id, v_limit, 0, 0, v_limit, l.status, false)::credit.open_line_result;
     END IF;
 
+    -- A replay that wrote nothing would commit without waiting for a
+    -- synchronous standby: it could answer ok for a line the standby has not
+    -- received (the first call's wait was cancelled). A row lock is written to
+    -- the WAL, so this commit waits like the first call's did and its answer
+    -- proves the line durable; every other replay takes the line's lock, which
+    -- does the same. KEY SHARE blocks no call (they take NO KEY UPDATE).
     SELECT * INTO l FROM credit.line x
-     WHERE x.wholesaler_id = open_line.wholesaler_id AND x.retailer_id = open_line.retailer_id;
+     WHERE x.wholesaler_id = open_line.wholesaler_id AND x.retailer_id = open_line.retailer_id
+       FOR KEY SHARE;
     v_reserved := credit._reserved_now(l);
     -- Terms compare with the permanent limit; figures use the limit in force.
     v_limit_now := credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until);
@@ -80,4 +87,4 @@ COMMENT ON COLUMN credit.open_line_result.reserved IS $doc$The sum of the line's
 COMMENT ON COLUMN credit.open_line_result.outstanding IS $doc$What the retailer owes: DEBIT - CREDIT - REVERSAL + ADJUSTMENT.$doc$;
 COMMENT ON COLUMN credit.open_line_result.available IS $doc$credit_limit - reserved - outstanding.$doc$;
 COMMENT ON COLUMN credit.open_line_result.status IS $doc$active or blocked.$doc$;
-COMMENT ON COLUMN credit.open_line_result.replayed IS $doc$true when the line existed with these terms: nothing was written.$doc$;
+COMMENT ON COLUMN credit.open_line_result.replayed IS $doc$true when the line existed with these terms: nothing was changed.$doc$;

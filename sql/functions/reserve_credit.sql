@@ -3,17 +3,15 @@ SET ROLE credit_owner;
 -- Holds amount for an order if the line is active and has that much available.
 --
 -- Fast path, two statements: the hold is inserted first, then one conditional
--- UPDATE locks the line, checks status and credit and adds the amount. The
--- line stays locked until commit, so whatever runs after the lock is taken
--- delays every other reservation on that line; here that is only the UPDATE
--- (BENCHMARKS.md). Anything else (input to be refused, a key used before, a
--- refusal, no such line, a moment passed at which the line changes by time
--- alone: a hold expiring, a temporary limit ending, an unpaid item nearing
--- its overdue policy's limit; next_expiry, migration 0003) drops the
+-- UPDATE locks the line, checks its room (credit._fast_path_room, the rule
+-- reserve_credit_batch shares) and adds the amount. The line stays locked
+-- until commit, so whatever runs after the lock is taken delays every other
+-- reservation on that line; here that is only the UPDATE (BENCHMARKS.md).
+-- Anything else (input to be refused, a key used before, a refusal, no such
+-- line, a moment passed at which the line changes by time alone) drops the
 -- speculative hold and takes the careful path: validate, lock, sweep, then
--- replay, line_blocked, overdue and insufficient_credit, in that order. So
--- the fast path pays nothing for overdue policies, and for temporary limits
--- one coalesce: until next_expiry, a temporary limit is the limit in force.
+-- the replay rule (credit._replay) and the refusals (credit._refusal:
+-- line_blocked, overdue, insufficient_credit), in that order.
 --
 -- The fast path checks only the arguments it writes: a wholesaler_id or
 -- retailer_id that would be refused matches no line (open_line checked them),
@@ -34,6 +32,7 @@ DECLARE
     v_amount numeric := round(amount, 2);
     v_expires_at timestamptz;
     v_problem text;
+    v_code text;
     v_line bigint;
     v_id bigint;
     v_available numeric;
@@ -43,8 +42,8 @@ BEGIN
     IF current_setting('credit.lock_timeout', true) <> '' THEN
         PERFORM credit._apply_lock_timeout();
     END IF;
-    IF credit._id_ok(order_ref) AND amount > 0 AND amount <= 1e15 AND amount = v_amount
-       AND (expires_in IS NULL OR isfinite(expires_in) AND expires_in > interval '0') THEN
+    IF credit._id_ok(order_ref) AND credit._money_ok(amount, 'positive')
+       AND credit._expires_in_problem(expires_in) IS NULL THEN
         v_expires_at := now() + expires_in;
         INSERT INTO credit.reservation AS r (line_id, order_ref, amount, expires_at)
         SELECT x.id, reserve_credit.order_ref, v_amount, v_expires_at FROM credit.line x
@@ -54,9 +53,8 @@ BEGIN
         IF FOUND THEN
             UPDATE credit.line x
                SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
-             WHERE x.id = v_line AND x.status = 'active' AND (x.next_expiry IS NULL OR x.next_expiry > now())
-               AND v_amount <= coalesce(x.temp_limit, x.credit_limit) - x.reserved - x.outstanding
-            RETURNING coalesce(x.temp_limit, x.credit_limit) - x.reserved - x.outstanding INTO v_available;
+             WHERE x.id = v_line AND v_amount <= credit._fast_path_room(x)
+            RETURNING credit._fast_path_available(x) INTO v_available;
             IF FOUND THEN
                 -- The event, as credit._event writes it: without the call, which costs
                 -- this path more than the insert (BENCHMARKS.md, "Events").
@@ -73,8 +71,7 @@ BEGIN
     v_problem := coalesce(
         credit._id_problem(wholesaler_id, 'wholesaler_id'), credit._id_problem(retailer_id, 'retailer_id'),
         credit._id_problem(order_ref, 'order_ref'), credit._money_problem(amount, 'amount', 'positive'),
-        CASE WHEN NOT isfinite(expires_in) OR expires_in <= interval '0'
-             THEN format('expires_in must be a positive finite interval, got %s', expires_in) END);
+        credit._expires_in_problem(expires_in));
     IF v_problem IS NOT NULL THEN
         RAISE USING ERRCODE = '22023', MESSAGE = v_problem;
     END IF;
@@ -88,16 +85,12 @@ BEGIN
 
     SELECT * INTO h FROM credit.reservation r
      WHERE r.line_id = l.id AND r.order_ref = reserve_credit.order_ref;
-    IF h.id IS NOT NULL THEN
-        RETURN (CASE WHEN h.amount = v_amount THEN 'ok' ELSE 'exists_with_different_amount' END,
-                h.id, h.status, h.amount, v_available, CASE WHEN h.amount = v_amount THEN 0 END,
-                h.amount = v_amount)::credit.reserve_result;
-    ELSIF l.status = 'blocked' THEN
-        RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'line_blocked');
-    ELSIF credit._overdue(l) THEN
-        RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'overdue');
-    ELSIF v_amount > v_available THEN
-        RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, 'insufficient_credit');
+    v_code := coalesce(credit._replay(h.amount, v_amount), credit._refusal(l, v_amount, v_available));
+    IF v_code IN ('ok', 'exists_with_different_amount') THEN
+        RETURN (v_code, h.id, h.status, h.amount, v_available, CASE WHEN v_code = 'ok' THEN 0 END,
+                v_code = 'ok')::credit.reserve_result;
+    ELSIF v_code IS NOT NULL THEN
+        RETURN credit._refuse_reservation(l, wholesaler_id, retailer_id, order_ref, v_amount, v_code);
     END IF;
 
     -- Room after all: the line awaited a sweep, or credit was freed between

@@ -10,10 +10,10 @@ SET ROLE credit_owner;
 -- lines); then one UPDATE per line adds its items. The lines stay locked from
 -- then to commit, so little runs in between: on a hot line, other batches
 -- write their holds meanwhile. It applies when nothing is unusual: every key
--- is new and used once, every line exists, is active, awaits no sweep, has no
--- item that may be past its overdue policy's grace period, and has room for
--- all of its items. Then each item succeeds as its single call would, with
--- the line's available falling item by item.
+-- is new and used once, every line exists, and each line's room under
+-- reserve_credit's own fast-path rule (credit._fast_path_room) holds all of
+-- its items. Then each item succeeds as its single call would, with the
+-- line's available falling item by item.
 --
 -- Otherwise the speculative holds are dropped and, with every line already
 -- locked in id order, the items run through reserve_credit itself, one after
@@ -39,7 +39,7 @@ DECLARE
     v_ids bigint[];       -- per item: the speculative hold's id, NULL when not inserted
     v_inserted integer;
     v_clean boolean;
-    v_line_ids bigint[];  -- per locked line: id, available before the batch, the batch's total
+    v_line_ids bigint[];  -- per locked line: id, its room before the batch, the batch's total
     v_before numeric[];
     v_totals numeric[];
     v_i integer;
@@ -77,21 +77,17 @@ BEGIN
     END;
 
     -- Every line of the batch, locked in ascending id order (ORDER BY runs
-    -- before the row locks are taken).
+    -- before the row locks are taken), with the room reserve_credit's fast
+    -- path would find on it (NULL: the careful path; so coalesce, since
+    -- bool_and skips NULLs).
     WITH locked AS MATERIALIZED (
-        SELECT x.id, x.status, x.next_expiry, x.overdue_grace_days, x.oldest_unpaid_due,
-               credit._active_limit(x.credit_limit, x.temp_limit, x.limit_valid_until)
-                   - x.reserved - x.outstanding AS available
+        SELECT x.id, credit._fast_path_room(x) AS room
           FROM credit.line x WHERE x.id = ANY (v_lines)
          ORDER BY x.id
            FOR NO KEY UPDATE),
     wanted AS (
         SELECT u.line_id, sum(u.a) AS total FROM unnest(v_lines, amounts) AS u(line_id, a) GROUP BY u.line_id)
-    SELECT bool_and(l.status = 'active' AND (l.next_expiry IS NULL OR l.next_expiry > now())
-                    AND (l.overdue_grace_days IS NULL OR l.oldest_unpaid_due IS NULL
-                         OR l.oldest_unpaid_due >= current_date - l.overdue_grace_days)
-                    AND w.total <= l.available),
-           array_agg(l.id), array_agg(l.available), array_agg(w.total)
+    SELECT bool_and(coalesce(w.total <= l.room, false)), array_agg(l.id), array_agg(l.room), array_agg(w.total)
       INTO v_clean, v_line_ids, v_before, v_totals
       FROM locked l JOIN wanted w ON w.line_id = l.id;
 

@@ -24,7 +24,7 @@ BEGIN
     IF l.id IS NULL THEN
         RETURN ('line_not_found', NULL, NULL, NULL, false)::credit.entry_result;
     END IF;
-    r := credit._replay_entry(l, 'REVERSAL', reversal_ref, v_amount);
+    SELECT * INTO r FROM credit._replay_entry(l, 'REVERSAL', reversal_ref, v_amount);
     IF r.code IS NOT NULL THEN
         RETURN r;
     END IF;

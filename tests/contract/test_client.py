@@ -54,31 +54,37 @@ def test_python_defaults_match_the_sql_defaults(client, conn):
     assert len(terms) == 1
 
 
-@pytest.mark.parametrize("setup, call, exc", [
-    ([], lambda c: c.get_available(W, "nobody"), pc.LineNotFound),
-    ([], lambda c: c.reserve_credit(W, "nobody", "o", 1), pc.LineNotFound),
-    ([("block_line", W, R, "x")], lambda c: c.reserve_credit(W, R, "o", 1), pc.LineBlocked),
-    ([], lambda c: c.release_reservation(W, R, "none"), pc.ReservationNotFound),
+@pytest.mark.parametrize("setup, call, exc, code", [
+    ([], lambda c, **kw: c.get_available(W, "nobody", **kw), pc.LineNotFound, "line_not_found"),
+    ([], lambda c, **kw: c.reserve_credit(W, "nobody", "o", 1, **kw), pc.LineNotFound, "line_not_found"),
+    ([("block_line", W, R, "x")], lambda c, **kw: c.reserve_credit(W, R, "o", 1, **kw), pc.LineBlocked,
+     "line_blocked"),
+    ([], lambda c, **kw: c.release_reservation(W, R, "none", **kw), pc.ReservationNotFound, "reservation_not_found"),
     ([("reserve_credit", W, R, "o", 1), ("release_reservation", W, R, "o")],
-     lambda c: c.convert_to_debit(W, R, "o"), pc.ReservationReleased),
+     lambda c, **kw: c.convert_to_debit(W, R, "o", **kw), pc.ReservationReleased, "reservation_released"),
     ([("reserve_credit", W, R, "o", 1), ("convert_to_debit", W, R, "o")],
-     lambda c: c.release_reservation(W, R, "o"), pc.ReservationConverted),
-    ([("reserve_credit", W, R, "o", 1)], lambda c: c.convert_to_debit(W, R, "o", 2), pc.ExceedsReservationAmount),
-    ([("reserve_credit", W, R, "o", 1)], lambda c: c.reserve_credit(W, R, "o", 2), pc.IdempotencyConflict),
-    ([], lambda c: c.open_line(W, R, 5), pc.IdempotencyConflict),
-    ([], lambda c: c.reverse_debit(W, R, "none", "rv", 1, "x"), pc.DebitNotFound),
+     lambda c, **kw: c.release_reservation(W, R, "o", **kw), pc.ReservationConverted, "reservation_converted"),
+    ([("reserve_credit", W, R, "o", 1)], lambda c, **kw: c.convert_to_debit(W, R, "o", 2, **kw),
+     pc.ExceedsReservationAmount, "exceeds_reservation_amount"),
+    ([("reserve_credit", W, R, "o", 1)], lambda c, **kw: c.reserve_credit(W, R, "o", 2, **kw),
+     pc.IdempotencyConflict, "exists_with_different_amount"),
+    ([], lambda c, **kw: c.open_line(W, R, 5, **kw), pc.IdempotencyConflict, "exists_with_different_terms"),
+    ([], lambda c, **kw: c.reverse_debit(W, R, "none", "rv", 1, "x", **kw), pc.DebitNotFound, "debit_not_found"),
     ([("reserve_credit", W, R, "o", 1), ("convert_to_debit", W, R, "o")],
-     lambda c: c.reverse_debit(W, R, "o", "rv", 2, "x"), pc.ExceedsDebitAmount),
-    ([("record_payment", W, R, "p", 1)], lambda c: c.record_payment(W, R, "p", 2), pc.IdempotencyConflict),
+     lambda c, **kw: c.reverse_debit(W, R, "o", "rv", 2, "x", **kw), pc.ExceedsDebitAmount, "exceeds_debit_amount"),
+    ([("record_payment", W, R, "p", 1)], lambda c, **kw: c.record_payment(W, R, "p", 2, **kw),
+     pc.IdempotencyConflict, "exists_with_different_amount"),
 ])
-def test_codes_raise_typed_errors_unless_check_false(client, setup, call, exc):
+def test_codes_raise_typed_errors_unless_check_false(client, setup, call, exc, code):
     client.open_line(W, R, 100)
     for name, *args in setup:
         getattr(client, name)(*args)
-    with pytest.raises(exc) as err:
+    result = call(client, check=False)  # the row, not an exception
+    assert result.code == code
+    with pytest.raises(pc.CreditRefused) as err:
         call(client)
-    assert isinstance(err.value, pc.CreditRefused) and isinstance(err.value, pc.CreditError)
-    assert err.value.result.code == err.value.code or exc is pc.IdempotencyConflict
+    assert type(err.value) is exc and isinstance(err.value, pc.CreditError)
+    assert err.value.result == result
 
 
 def test_insufficient_credit_carries_available_and_shortfall(client):
@@ -174,14 +180,36 @@ def test_sql_lock_bound_default_and_session_setting_restored(dsn, conn):
         assert c.execute("SHOW lock_timeout").fetchone()[0] == "7s"
 
 
-def test_lost_connection_is_retried_with_the_same_key(client, conn):
+@pytest.mark.direct_only("locks the line's row from a second connection to the database, which on the proxy holds no tables; the lock bound through the proxy is in test_proxy.py")
+def test_lost_connection_is_retried_with_the_same_key(cluster, dbname, client, conn):
+    """The backend is terminated while it is in the call (waiting for the
+    line's lock); the client reconnects and calls again with the same key:
+    the one hold is under that key, as a retry under a new one would not be."""
     client.open_line(W, R, 100)
-    pid = client._own.info.backend_pid
-    conn.execute("SELECT pg_terminate_backend(%s)", [pid])
-    time.sleep(0.1)
-    assert client.reserve_credit(W, R, "o", 5).code == "ok"
-    assert client._own.info.backend_pid != pid
-    assert conn.execute("SELECT count(*) FROM credit.reservation").fetchone()["count"] == 1
+    seen = []
+    retrying = CreditClient(cluster.dsn(dbname), retry=Retry(
+        attempts=5, base_delay=0.01, max_delay=0.05, on_retry=lambda name, attempt, e: seen.append(e.sqlstate)))
+    retrying.get_available(W, R)
+    pid = retrying._own.info.backend_pid
+
+    def kill_while_it_waits():
+        for _ in range(500):
+            row = conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+            if row and row["wait_event_type"] == "Lock":
+                conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+                return
+            time.sleep(0.01)
+
+    holder = _hold_line_lock(cluster.dsn(dbname), 0.5)
+    killer = threading.Thread(target=kill_while_it_waits)
+    killer.start()
+    result = retrying.reserve_credit(W, R, "o", 5)
+    killer.join()
+    holder.join()
+    assert seen == ["57P01"]  # terminated in the call, once
+    assert (result.code, result.replayed) == ("ok", False) and retrying._own.info.backend_pid != pid
+    assert [r["order_ref"] for r in conn.execute("SELECT order_ref FROM credit.reservation")] == ["o"]
+    retrying.close()
 
 
 @pytest.mark.direct_only("through the proxy each call commits on its partition by itself: it cannot join the caller's transaction (PARTITIONING.md)")

@@ -131,8 +131,9 @@ def test_every_change_is_an_event_in_the_order_it_happened(dep):
     assert set(data[2]) == {"available", "expires_at"} and data[2]["available"] == "850.00"
     assert data[3] == {"reason": "cancelled", "available": "950.00"}
     assert {k: v for k, v in data[4].items() if k != "ledger_entry_id"} == {
-        "due_date": str(today - dt.timedelta(days=10)), "released_amount": "20.00", "outstanding": "30.00",
-        "available": "970.00", "final": True, "settlements": []}
+        "order_ref": "o2", "due_date": str(today - dt.timedelta(days=10)), "released_amount": "20.00",
+        "remaining_amount": "0.00", "hold_status": "converted", "outstanding": "30.00", "available": "970.00",
+        "final": True, "settlements": []}
     debit = data[4]["ledger_entry_id"]
     assert data[5]["settlements"] == [{"ledger_entry_id": debit, "entry_type": "DEBIT", "ref": "o2",
                                        "amount": "10.00"}]
@@ -606,6 +607,20 @@ def test_the_feed_replayed_from_zero_rebuilds_every_line(dep):
         else:
             time.sleep(0.01)
             conn.execute("SELECT credit.expire_reservations()")
+    # Every kind at least once, whatever the dice left out.
+    r = lines[0]
+    call(conn, "set_credit_limit", W, r, 10**6, "room")
+    call(conn, "block_line", W, r, "audit")
+    call(conn, "unblock_line", W, r, "audit done")
+    call(conn, "set_overdue_policy", W, r, None)
+    call(conn, "reserve_credit", W, r, "last", 10)
+    call(conn, "reserve_credit", W, r, "last-2", 10, dt.timedelta(milliseconds=1))
+    call(conn, "convert_to_debit", W, r, "last")
+    assert call(conn, "reverse_debit", W, r, "last", "last-rv", 5, "returned")["code"] == "ok"
+    call(conn, "reserve_credit", W, r, "last-3", 10)
+    call(conn, "release_reservation", W, r, "last-3")
+    call(conn, "record_payment", W, r, "last-p", 1)
+    call(conn, "adjust_balance", W, r, "last-adj", 1, "fee")
     until = conn.execute("SELECT clock_timestamp() + interval '300 ms' AS t").fetchone()["t"]
     call(conn, "set_credit_limit", W, lines[0], 777, "flash sale", until)
     time.sleep(0.35)  # the short temporary limits and the instant holds are over

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from support.db import call
+from pgcredit.tools.bench import AB_CONFIGS, AB_WORKLOADS
 from pgcredit.tools.cli import AGING_COLUMNS, main
 
 
@@ -151,7 +152,19 @@ def test_bench_compare_sql_runs_and_reports(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "ab.md").read_text()
     assert f"A: {sql}, B: this installation's sql/" in report
-    rows = [line for line in report.splitlines() if line.startswith("| reserve_")]
-    assert [r.split(" | ")[0] for r in rows] == ["| reserve_hot @8", "| reserve_spread @32", "| reserve_spread @8"]
-    for row in rows:
-        assert float(row.split(" | ")[2]) > 0  # the median of B/A
+    rows = [line for line in report.splitlines() if line.startswith(("| tuned | ", "| default | "))
+            and " @" in line.split(" | ")[1]]
+    # Both server configurations: the tuned one, then PostgreSQL's defaults over TCP.
+    assert [r.split(" | ")[:2] for r in rows[:len(AB_WORKLOADS) * 2]] == [
+        [f"| {config}", f"{name} @{clients}"] for config in AB_CONFIGS for name, clients in AB_WORKLOADS]
+    for row in rows[:len(AB_WORKLOADS) * 2]:
+        assert float(row.split(" | ")[3]) > 0  # the median of B/A
+    # The hot batch against the bare UPDATE, on each side, on each configuration.
+    assert [line.split(":")[0] for line in report.splitlines()
+            if line.startswith("- ") and not line.startswith("- **")] == ["- A", "- B"] * 2
+    # This tree has the event feed: B's rounds were followed by a consumer, whose latency is reported.
+    followed = [line.split(" | ") for line in report.splitlines() if line.endswith(" |") and " | B | " in line]
+    assert {(cells[0], cells[1]) for cells in followed} == {
+        (f"| {config}", f"{name} @{clients}") for config in AB_CONFIGS for name, clients in AB_WORKLOADS
+        if name != "bare_hot"}  # the bare UPDATE writes no event
+    assert all(float(cells[5]) >= 0 for cells in followed)  # p99 seconds

@@ -32,7 +32,8 @@ from pgcredit.tools.reference import read_catalog, render
 from pgcredit.migrate import IsAProxy
 from pgcredit.partitions import PartitionSetupError, location, migrate_partitions, partition_of
 from support.reliability import (
-    contention, contention_report, database_violations, history_violations, report, unlock_reserve_credit,
+    check_t1, contention, contention_report, database_violations, history_violations, report,
+    unlock_reserve_credit,
 )
 
 W = "w"
@@ -639,12 +640,12 @@ def test_t1_contention_through_the_proxy(cluster, proxy, px, parts, long_run):
                              f"(16 x {ops})", history, violations))
     assert violations == []
     assert all(c.execute("SELECT count(*) FROM credit.line").fetchone()["count"] > 0 for c in parts)
-    codes = collections.Counter((a.op, a.result.code) for a in history.acks)
-    reserves = sum(n for (op, _), n in codes.items() if op == "reserve")
-    assert 0.2 <= codes[("reserve", "insufficient_credit")] / reserves <= 0.7
-    for op in ("reserve", "release", "convert", "payment", "reversal", "adjustment"):
-        assert codes[(op, "ok")] > 0, op
-    assert history.counts["samples"] > 10
+    check_t1(history, ops)  # as the direct run: refusals, every operation, batch items booked, pairs met
+    # The batch items were booked through the proxy on several partitions.
+    held = collections.Counter()
+    for i, c in enumerate(parts):
+        held[i] = c.execute("SELECT count(*) FROM credit.reservation WHERE order_ref LIKE 'b%%'").fetchone()["count"]
+    assert sum(n > 0 for n in held.values()) >= 2, held
 
 
 def test_t1_through_the_proxy_catches_an_unlocked_reserve_credit(cluster, proxy, px, parts):

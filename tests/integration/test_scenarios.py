@@ -10,7 +10,9 @@ from decimal import Decimal as D
 import psycopg
 import pytest
 
+from pgcredit import CreditRefused
 from pgcredit.tools.demo import race
+from support.mutation import install_variant
 
 W = "wholesaler"
 
@@ -79,6 +81,20 @@ def _kill_while_waiting(dsn, conn, state, wait_event):
 @pytest.mark.parametrize("point", ["waiting_for_the_line_lock", "after_the_debit_insert",
                                    "before_commit", "after_commit_ack_lost"])
 def test_scenario_3_interrupted_conversion(dsn, conn, client, point):
+    interrupted_conversion(dsn, conn, client, point)
+
+
+def test_scenario_3_catches_a_conversion_that_does_not_replay(dsn, conn, client):
+    """Self-check: a convert_to_debit that no longer recognises its own
+    conversion answers the retry after a lost acknowledgement with
+    a refusal, and the caller cannot tell it succeeded."""
+    install_variant(conn, "convert_to_debit.sql", ("ELSIF h.status = 'converted' THEN",
+                                                   "ELSIF h.status = 'converted' AND false THEN"))
+    with pytest.raises(CreditRefused):
+        interrupted_conversion(dsn, conn, client, "after_commit_ack_lost")
+
+
+def interrupted_conversion(dsn, conn, client, point):
     client.open_line(W, "s3", 100_000)
     client.reserve_credit(W, "s3", "K", 30_000)
     state = {"ready": threading.Event()}

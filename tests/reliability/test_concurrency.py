@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import random
 from decimal import Decimal as D
 
-from pgcredit.tools.demo import race
+import pytest
+
+from pgcredit import InvalidInput
+from pgcredit.tools.demo import RaceFailed, race
 from support.reliability import unlock_reserve_credit
 
 W = "w"
@@ -13,15 +17,19 @@ LIMIT = D(100_000)
 RACERS = 32
 
 
-def race_acked(dsn: str, retailer: str, amounts: list[D]) -> dict[str, D]:
-    """The refs the database acknowledged, with their amounts."""
+def race_acked(dsn: str, retailer: str, amounts: list[D]) -> tuple[dict[str, D], collections.Counter]:
+    """The refs the database acknowledged, with their amounts, and every code answered."""
     orders = [(f"o{i}", a) for i, a in enumerate(amounts)]
     codes = race(dsn, W, retailer, orders)
-    return {ref: amount for (ref, amount), code in zip(orders, codes) if code == "ok"}
+    return ({ref: amount for (ref, amount), code in zip(orders, codes) if code == "ok"},
+            collections.Counter(codes))
 
 
-def violations(conn, retailer: str, acked: dict[str, D]) -> list[str]:
+def violations(conn, retailer: str, acked: dict[str, D], codes: collections.Counter) -> list[str]:
     found = []
+    # A race that proves anything: some reservations were booked and some refused, none answered otherwise.
+    if not (codes["ok"] and codes["insufficient_credit"]) or set(codes) - {"ok", "insufficient_credit"}:
+        found.append(f"not a race for the credit: answered {dict(codes)}")
     line = conn.execute("SELECT id, reserved, credit_limit FROM credit.line WHERE retailer_id = %s",
                         [retailer]).fetchone()
     if line["reserved"] > line["credit_limit"]:
@@ -45,7 +53,7 @@ def run_rounds(dsn, conn, rounds: int) -> list[str]:
         conn.execute("SELECT credit.open_line(%s, %s, %s)", [W, retailer, LIMIT])
         # Demand of about twice the limit: roughly half must be refused.
         amounts = [D(rng.randrange(2_000, 10_500)) for _ in range(RACERS)]
-        found += violations(conn, retailer, race_acked(dsn, retailer, amounts))
+        found += violations(conn, retailer, *race_acked(dsn, retailer, amounts))
     return found
 
 
@@ -60,3 +68,15 @@ def test_the_race_catches_an_unlocked_reserve_credit(dsn, conn):
     found = run_rounds(dsn, conn, 2)
     assert any(v.startswith("overspent") for v in found), found
     assert any(v == "reconcile: over_limit" for v in found), found
+
+
+def test_a_race_that_books_nothing_or_raises_does_not_pass(dsn, conn):
+    """Self-check of the race's own checks: every racer refused is not a race
+    for the credit, and a racer whose call raised is reported, not lost."""
+    conn.execute("SELECT credit.open_line(%s, 'blocked', %s)", [W, LIMIT])
+    conn.execute("SELECT credit.block_line(%s, 'blocked', 'test')", [W])
+    acked, codes = race_acked(dsn, "blocked", [D(10)] * 4)
+    assert violations(conn, "blocked", acked, codes) == ["not a race for the credit: answered {'line_blocked': 4}"]
+    with pytest.raises(RaceFailed, match="4 of 4 racers failed: x0: InvalidInput") as err:
+        race(dsn, W, "blocked", [(f"x{i}", D("1.005")) for i in range(4)])
+    assert isinstance(err.value.__cause__, InvalidInput)

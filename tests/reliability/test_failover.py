@@ -17,8 +17,8 @@ from support.reliability import database_violations, fault_violations, history_v
 @pytest.fixture
 def replicated(cluster):
     """A primary and a standby of the test's own: the test kills the primary."""
-    if not (cluster.bin / "pg_basebackup").exists():
-        pytest.skip(f"pg_basebackup is missing from {cluster.bin}: the failover tests need it to make a standby")
+    # pg_basebackup ships with the server binaries: without it the installation is broken, not the test moot.
+    assert (cluster.bin / "pg_basebackup").exists(), f"pg_basebackup is missing from {cluster.bin}"
     with pair(cluster.bin) as p:
         yield p
 

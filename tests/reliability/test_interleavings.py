@@ -12,7 +12,10 @@ from decimal import Decimal as D
 import psycopg
 import pytest
 
+import pgcredit as pc
 from pgcredit import CreditClient, Retry
+from support.mutation import install_variant
+from support.reliability import unlock_reserve_credit
 
 W, R = "w", "r"
 
@@ -82,6 +85,10 @@ def _waits_on_a_lock(conn, pid) -> bool:
 
 @pytest.mark.parametrize("fn", CASES)
 def test_second_call_waits_then_sees_the_first(dsn, conn, client, fn):
+    waits_then_sees(dsn, conn, client, fn)
+
+
+def waits_then_sees(dsn, conn, client, fn):
     setup, c1_sql, c2_call, c2_sees, _ = CASES[fn]
     _setup(client, setup)
     with psycopg.connect(dsn) as c1, psycopg.connect(dsn, autocommit=True) as c2_conn:
@@ -99,6 +106,10 @@ def test_second_call_waits_then_sees_the_first(dsn, conn, client, fn):
 
 @pytest.mark.parametrize("fn", CASES)
 def test_a_wait_past_the_bound_raises_55P03_and_the_client_retries(cluster, dbname, client, fn):
+    bounded_and_retried(cluster, dbname, client, fn)
+
+
+def bounded_and_retried(cluster, dbname, client, fn):
     setup, c1_sql, _, _, again = CASES[fn]
     _setup(client, setup)
     seen = []
@@ -114,6 +125,25 @@ def test_a_wait_past_the_bound_raises_55P03_and_the_client_retries(cluster, dbna
     patient.close()
     assert res.code == "ok"
     assert "55P03" in seen
+
+
+def test_the_checks_catch_an_unlocked_reserve_credit(dsn, conn, client):
+    """Self-check: with reserve_credit reading the line without its lock (the
+    write still waits, for the row), c2 waits but does not see c1's hold:
+    it books 40 on top of 75 on a 100 line."""
+    unlock_reserve_credit(conn)
+    with pytest.raises(AssertionError, match="ReserveResult\\(code='ok'"):
+        waits_then_sees(dsn, conn, client, "reserve_credit")
+
+
+def test_the_checks_catch_an_unbounded_open_line(cluster, dbname, conn, client):
+    """Self-check, the gap this test found: open_line without the
+    credit.lock_timeout bound waits for another transaction's open_line past
+    it (up to its own 2 s): no 55P03."""
+    install_variant(conn, "open_line.sql", ("        PERFORM credit._apply_lock_timeout();\n    END IF;\n    INSERT",
+                                            "        NULL;\n    END IF;\n    INSERT"))
+    with pytest.raises(AssertionError, match="55P03"):
+        bounded_and_retried(cluster, dbname, client, "open_line")
 
 
 def test_the_one_deadlock_is_broken_and_retried(dsn, conn, client):
@@ -146,6 +176,19 @@ def test_the_one_deadlock_is_broken_and_retried(dsn, conn, client):
 def test_the_bound_ends_with_the_call(dsn, client, fn):
     """credit.lock_timeout is in force inside a call only: the caller's own
     lock_timeout is back as soon as the function returns, mid-transaction too."""
+    bound_ends_with_the_call(dsn, client, fn)
+
+
+def test_the_check_catches_a_bound_that_outlives_the_call(dsn, conn, client):
+    """Self-check: _apply_lock_timeout setting lock_timeout for the session
+    (an ordinary SET outlives a function's SET clause)."""
+    install_variant(conn, "_apply_lock_timeout.sql", ("current_setting('credit.lock_timeout'), true)",
+                                                      "current_setting('credit.lock_timeout'), false)"))
+    with pytest.raises(AssertionError, match="'50ms' == '7s'"):
+        bound_ends_with_the_call(dsn, client, "reserve_credit")
+
+
+def bound_ends_with_the_call(dsn, client, fn):
     setup, c1_sql, *_ = CASES.get(fn, ([], "expire_reservations()"))
     _setup(client, setup)
     with psycopg.connect(dsn) as c:
@@ -156,6 +199,20 @@ def test_the_bound_ends_with_the_call(dsn, client, fn):
 
 
 def test_expire_reservations_skips_a_locked_line_and_waits_for_nothing(dsn, conn, client):
+    skips_a_locked_line(dsn, client)
+
+
+def test_the_check_catches_an_expire_reservations_that_waits(cluster, dbname, conn):
+    """Self-check: without SKIP LOCKED the sweep waits for the locked line
+    (up to its 2 s bound, then 55P03; the client is told not to retry)."""
+    install_variant(conn, "expire_reservations.sql", ("FOR NO KEY UPDATE SKIP LOCKED", "FOR NO KEY UPDATE"))
+    bounded = CreditClient(cluster.dsn(dbname), retry=Retry(attempts=1))
+    with pytest.raises((AssertionError, pc.CreditBusy)):
+        skips_a_locked_line(cluster.dsn(dbname), bounded)
+    bounded.close()
+
+
+def skips_a_locked_line(dsn, client):
     client.open_line(W, R, 100)
     client.reserve_credit(W, R, "e", 10, dt.timedelta(milliseconds=10))
     time.sleep(0.05)

@@ -65,6 +65,21 @@ def _server_versions() -> list[tuple[int, Path]]:
     return versions
 
 
+def _server_versions_problem() -> str | None:
+    """Why the suite would test no database (or not every one asked for), or None."""
+    found = {embedded.major_version(d) for d in embedded.bin_dirs()}
+    wanted = os.environ.get("PGCREDIT_TEST_PG")
+    if wanted:
+        missing = [v for v in wanted.split(",") if not v.isdigit() or int(v) not in found]
+        if missing:
+            return (f"PGCREDIT_TEST_PG={wanted} asks for PostgreSQL {', '.join(missing)}, which is not "
+                    f"installed (found: {', '.join(map(str, sorted(found))) or 'none'})")
+    if not found:
+        return ("no PostgreSQL server binaries found (set PGCREDIT_PG_BIN, install PostgreSQL, or "
+                "`pip install 'pgcredit[embedded]'`): the database tests cannot run")
+    return None
+
+
 class Cluster:
     _names = itertools.count()
 

@@ -3,9 +3,10 @@ model that rebuilds every line's figures from the events alone (the feed's
 model tests: tests/contract/test_events.py, tests/reliability/test_model.py).
 
 The model knows nothing but what SPEC's events carry: a line's limit from
-line_opened and the limit events, its holds from the hold events (with their
-expiry), its outstanding from the entries, its open items from the DEBITs,
-positive adjustments and the settlements each entry reports. It checks every
+line_opened and the limit events, its holds from the hold events (what
+remains of each, with its expiry: amendments and shipments change it), its
+outstanding from the entries, its open items from the DEBITs, positive
+adjustments and the settlements each entry reports. It checks every
 event's data.available against its own figures as the event is applied, and
 a hold's ending against the hold it knew."""
 
@@ -52,7 +53,7 @@ class LineModel:
     limit: D
     temp: tuple[D, dt.datetime] | None = None  # a temporary limit and when it ends
     status: str = "active"
-    holds: dict[str, tuple[D, dt.datetime | None]] = field(default_factory=dict)  # active: amount, expires_at
+    holds: dict[str, list] = field(default_factory=dict)  # active ones: [what remains, expires_at]
     outstanding: D = D(0)
     items: dict[int, list] = field(default_factory=dict)  # open items: ledger_entry_id -> [due_date, unpaid]
     policy: tuple[int, D] | None = None
@@ -116,15 +117,26 @@ class FeedModel:
             line.overdue = kind == "overdue_began"
         elif kind == "hold_reserved":
             assert ref not in line.holds, e
-            line.holds[ref] = (amount, _time(data.get("expires_at")))
+            line.holds[ref] = [amount, _time(data.get("expires_at"))]
+        elif kind == "hold_amended":  # ref: the amendment's; the order is in data
+            hold = line.holds[data["order_ref"]]
+            hold[0] += amount - D(data["previous_amount"])
+            assert hold[0] == D(data["remaining_amount"]), e
+            if data["hold_status"] == "converted":  # cut to what was shipped: nothing left to hold
+                assert line.holds.pop(data["order_ref"])[0] == 0, e
         elif kind in ("hold_released", "hold_expired"):
             held, until = line.holds.pop(ref)
             assert held == amount, e
             if kind == "hold_expired":
                 assert until is not None and until == _time(data["effective_at"]) and until <= e["created_at"], e
-        elif kind == "debit_booked":
-            held, _ = line.holds.pop(ref)
-            assert data["final"] and held == amount + D(data["released_amount"]), e
+        elif kind == "debit_booked":  # ref: the shipment's, or the order's for its final conversion
+            hold = line.holds[data["order_ref"]]
+            assert data["final"] == (ref == data["order_ref"]), e
+            hold[0] -= amount
+            if data["hold_status"] == "converted":
+                assert hold[0] == D(data["released_amount"]) and line.holds.pop(data["order_ref"]), e
+            else:
+                assert not data["final"] and hold[0] == D(data["remaining_amount"]) > 0, e
             line.outstanding += amount
             line.items[data["ledger_entry_id"]] = [_date(data["due_date"]), amount]
         elif kind in ("payment_recorded", "debit_reversed"):

@@ -32,6 +32,10 @@ from support.reliability import FAULT_LIMITS, History, open_lines, run_orders
 
 REPLICATOR = "replicator"
 STANDBY_NAME = "standby1"
+# A synchronous standby that never connects: every commit waits, as for one
+# that has stopped. LOCAL: options for a session whose commits do not wait.
+ABSENT_STANDBY = "absent_standby"
+LOCAL = "-c synchronous_commit=local"
 
 
 def free_port() -> int:
@@ -131,6 +135,7 @@ class Pair:
         self.primary = Node(base / "primary", bin_dir, free_port())
         self.standby = Node(base / "standby", bin_dir, free_port())
         self.killed = False
+        self.paused: list[int] = []
 
     def setup(self, settings: tuple[str, ...]) -> None:
         p = self.primary
@@ -187,6 +192,20 @@ class Pair:
         wait_for("the primary to lose its standby", lambda: not self.primary.sql(
             "SELECT 1 FROM pg_stat_replication WHERE application_name = %s", [STANDBY_NAME]))
 
+    def pause_standby(self) -> None:
+        """SIGSTOP to every process of the standby: it neither receives nor
+        confirms WAL, and the primary's synchronous commits wait. What a
+        standby's machine does when it hangs, or a network partition."""
+        self.paused = self.standby.processes()
+        for pid in self.paused:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume_standby(self) -> None:
+        for pid in self.paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.paused = []
+
     def kill_primary(self, how: str) -> None:
         """'immediate': pg_ctl stop -m immediate (every process quits at once,
         nothing flushed or sent); 'sigkill': SIGKILL to the postmaster alone,
@@ -220,6 +239,7 @@ class Pair:
             "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'")[0][0])
 
     def close(self) -> None:
+        self.resume_standby()  # a stopped postmaster would not stop
         if self.standby.initialized:
             self.standby.stop("fast")
         if self.primary.initialized and not self.killed:

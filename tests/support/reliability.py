@@ -20,7 +20,7 @@ from typing import Any, Callable
 import psycopg
 from psycopg.rows import tuple_row
 
-from pgcredit import CreditBusy, CreditClient, CreditError, Retry
+from pgcredit import CreditBusy, CreditClient, CreditError, OutcomeUnknown, Retry
 from support.mutation import install_variant
 
 W = "wholesaler"
@@ -186,41 +186,64 @@ class Pools:
             items.append(item)
 
 
+PAIR_TIMEOUT = 60.0  # seconds a worker waits at a pair's barrier for its partner
+
+
 def contention(dsn: str, workers: int, ops: int, seed: int = 1, hot: str = HOT,
                cold: list[str] = COLD, weights: list[int] | None = None) -> History:
     """T1: `workers` threads x `ops` mixed operations on 1 hot and 4 cold lines
     (other names place them elsewhere: on every partition of a proxy). The
     bulk calls take part: each item of a batch is acknowledged like the
-    single call it stands for."""
+    single call it stands for.
+
+    Workers 2j and 2j+1 form a pair. Whether step k is a "pair" step is drawn
+    from a random stream the two share, with the weight of "pair" in the mix:
+    at such a step both send the same reservation at the same moment (a
+    barrier), so that share of the operations really is one reservation sent
+    twice at once. A broken barrier (a partner that never came) is an error
+    of the run."""
     history, pools = History(), Pools()
     open_lines(dsn, {hot: LIMITS[HOT], **{c: LIMITS[COLD[0]] for c in cold}})
+    weights = weights or WEIGHTS
+    pair_share = weights[OPS.index("pair")] / sum(weights)
+    own_ops = [op for op in OPS if op != "pair"]
+    own_weights = [wt for op, wt in zip(OPS, weights) if op != "pair"]
     pairs = [threading.Barrier(2) for _ in range(workers // 2)]
     sampler = Sampler(dsn, history)
     sampler.start()
 
+    def counted(name, attempt, exc):
+        history.count("client_retries")
+
+    retry = Retry(on_retry=counted)
+
     def worker(w: int) -> None:
         rng = random.Random(seed * 1000 + w)
-        client = CreditClient(dsn)
+        client = CreditClient(dsn, retry=retry)
         for k in range(ops):
-            op = rng.choices(OPS, weights or WEIGHTS)[0]
+            paired = w // 2 < len(pairs) and random.Random(f"{seed}-{w // 2}-{k}").random() < pair_share
+            op = "pair" if paired else rng.choices(own_ops, own_weights)[0]
             line = hot if rng.random() < 0.5 else rng.choice(cold)
             try:
                 step(client, history, pools, rng, op, line, w, k, pairs)
             except CreditError as exc:
+                if isinstance(exc, CreditBusy):
+                    history.count("credit_busy")
                 history.error(f"{op}: {exc!r}")
+            except threading.BrokenBarrierError:
+                history.error(f"pair step {k} of worker {w}: its partner did not come within {PAIR_TIMEOUT} s")
+                break
         client.close()
 
     def step(client, history, pools, rng, op, line, w, k, pairs):
-        if op == "pair" and w // 2 < len(pairs):
+        if op == "pair":
             # Both workers of a pair send the same reservation at the same moment.
-            shared = random.Random(f"{seed}-{w // 2}-{k}")
+            shared = random.Random(f"{seed}-{w // 2}-{k}-what")
             line, ref, amount = shared.choice([hot, *cold]), f"pair{w // 2}-{k}", D(shared.randrange(100, 2000))
-            try:
-                pairs[w // 2].wait(timeout=5)
-            except threading.BrokenBarrierError:
-                pass
+            pairs[w // 2].wait(timeout=PAIR_TIMEOUT)
             reserve(client, history, pools, line, ref, amount)
-        elif op in ("reserve", "pair"):
+            history.count("pair_sends")
+        elif op == "reserve":
             reserve(client, history, pools, line, f"r{w}-{k}", D(rng.randrange(100, 2000)))
         elif op in ("release", "convert_full", "convert_partial"):
             hold = pools.pick(pools.holds, rng)
@@ -260,7 +283,7 @@ def contention(dsn: str, workers: int, ops: int, seed: int = 1, hot: str = HOT,
             items = []
             for i in range(rng.randint(2, 5)):
                 hold = pools.pick(pools.holds, rng) if rng.random() < 0.15 else None
-                iline, ref = hold or (HOT if rng.random() < 0.5 else rng.choice(COLD), f"b{w}-{k}-{i}")
+                iline, ref = hold or (hot if rng.random() < 0.5 else rng.choice(cold), f"b{w}-{k}-{i}")
                 items.append((W, iline, ref, D(rng.randrange(100, 1200))))
             for (_, iline, ref, amount), res in zip(items, client.reserve_credit_batch(items)):
                 history.ack("reserve", iline, ref, amount, res)
@@ -312,14 +335,56 @@ def reserve(client, history, pools, line, ref, amount):
         pools.add(pools.holds, (line, ref))
 
 
+def pair_steps(workers: int, ops: int, seed: int = 1, weights: list[int] | None = None) -> int:
+    """How many pair steps contention() makes: each is one reservation sent by two workers at once."""
+    weights = weights or WEIGHTS
+    share = weights[OPS.index("pair")] / sum(weights)
+    return sum(random.Random(f"{seed}-{j}-{k}").random() < share for j in range(workers // 2) for k in range(ops))
+
+
+def pair_meetings(history: History) -> collections.Counter:
+    """How the pair steps' reservations were answered: for each pair key sent
+    by both workers, the sorted (code, replayed) of the two answers (its first
+    two: a bulk reservation may send the key again later)."""
+    answers = collections.defaultdict(list)
+    for a in history.acks:
+        if a.op == "reserve" and a.ref.startswith("pair"):
+            answers[a.ref].append((a.result.code, bool(a.result.replayed)))
+    return collections.Counter(tuple(sorted(v[:2])) for v in answers.values() if len(v) >= 2)
+
+
+def check_t1(history, ops: int, workers: int = 16) -> None:
+    """What a T1 run must have done, besides finding no violation: the
+    direct run (test_reliability.py) and the one through the proxy (test_proxy.py)."""
+    codes = collections.Counter((a.op, a.result.code) for a in history.acks)
+    reserves = sum(n for (op, _), n in codes.items() if op == "reserve")
+    assert 0.3 <= codes[("reserve", "insufficient_credit")] / reserves <= 0.7  # about half refused
+    for op in ("reserve", "release", "convert", "payment", "reversal", "adjustment"):
+        assert codes[(op, "ok")] > 0, op
+    assert history.counts["samples"] > 10
+    booked = {a.ref[0] for a in history.acks if a.result.code == "ok" and not a.result.replayed}
+    assert {"b", "q"} <= booked  # items of reserve and payment batches were booked
+    # Every pair step met: both workers sent its reservation, at about the share the mix gives
+    # "pair" (6%), and some were booked by one and answered as a replay to the other.
+    met = pair_meetings(history)
+    expected = pair_steps(workers, ops)
+    assert sum(met.values()) == expected and 0.04 <= 2 * expected / (workers * ops) <= 0.08
+    assert met[(("ok", False), ("ok", True))] > 0
+
+
 def contention_report(name: str, history: History, violations: list[str]) -> str:
     codes = collections.Counter((a.op, a.result.code) for a in history.acks)
     reserves = sum(n for (op, _), n in codes.items() if op == "reserve")
     refused = codes[("reserve", "insufficient_credit")]
-    return (f"{name}: {len(history.acks)} ops acknowledged in {history.counts['seconds']} s, "
+    c = history.counts
+    met = pair_meetings(history)
+    return (f"{name}: {len(history.acks)} ops acknowledged in {c['seconds']} s, "
             f"{reserves} reservations of which {refused} refused ({100 * refused // max(reserves, 1)}%), "
-            f"{history.counts['samples']} exposure samples, faults injected 0, unknown outcomes 0, "
-            f"retries 0, violations {len(violations)}")
+            f"{sum(met.values())} reservations sent by two workers at once "
+            f"({c['pair_sends']} of {len(history.acks)} acks; answered ok+replay "
+            f"{met[(('ok', False), ('ok', True))]}, both refused {met[(('insufficient_credit', False),) * 2]}), "
+            f"{c['samples']} exposure samples, client retries {c['client_retries']}, "
+            f"CreditBusy {c['credit_busy']}, violations {len(violations)}")
 
 
 # -- T2: faults -------------------------------------------------------------------
@@ -341,9 +406,10 @@ def run_orders(client: CreditClient, history: History, rng: random.Random, stop:
         while True:
             try:
                 res = call(ref)
-            except CreditBusy:
-                outcome_unknown = True  # the client gave up: it may or may not have happened
-                history.count("credit_busy")
+            except (CreditBusy, OutcomeUnknown) as exc:
+                # The client gave up, or the commit was not confirmed: it may or may not have happened.
+                outcome_unknown = True
+                history.count("credit_busy" if isinstance(exc, CreditBusy) else "unconfirmed_commits")
             except CreditError as exc:
                 history.error(f"{op} {logical}: {exc!r}")
                 return None, ref
@@ -443,6 +509,39 @@ def faults(server, dsn: str, seconds: float, workers: int = 8, new_key: bool = F
     return history
 
 
+def orders(dsn: str, seconds: float, workers: int = 4, seed: int = 5) -> History:
+    """T2's order lifecycles (5% of acknowledgements dropped, resolved with
+    the same key) without the faults: for the checker's self-checks against
+    broken variants, which need no crash to show."""
+    history = History()
+    open_lines(dsn, FAULT_LIMITS)
+    stop = threading.Event()
+
+    def worker(w: int) -> None:
+        client = CreditClient(dsn)
+        run_orders(client, history, random.Random(seed * 1000 + w), stop, w)
+        client.close()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return history
+
+
+# Deliberately broken variants of release_reservation, for the fault checker's
+# self-checks: one that releases the hold but answers as if there were none
+# (the database holds an effect nobody was told of: phantom), and one that
+# answers ok but leaves the hold active (an acknowledged effect missing: lost).
+RELEASE_UNTOLD = ("release_reservation.sql", ("    RETURN ('ok', h.id, 'released',",
+                                              "    RETURN ('reservation_not_found', h.id, 'released',"))
+RELEASE_NOT_DONE = ("release_reservation.sql", ("AND r.order_ref = h.order_ref;\n    UPDATE credit.line",
+                                                "AND r.order_ref = h.order_ref AND false;\n    UPDATE credit.line"))
+
+
 def fault_violations(conn: psycopg.Connection, history: History) -> dict[str, list[str]]:
     """lost: acknowledged, not in the database. phantom: in the database, never
     acknowledged. duplicate: one logical operation applied more than once."""
@@ -529,3 +628,12 @@ def unlock_reserve_credit(conn: psycopg.Connection) -> None:
                     ("    INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)\n    VALUES",
                      "    PERFORM pg_sleep(0.02);\n"
                      "    INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)\n    VALUES"))
+
+
+def replay_reported_as_new(conn: psycopg.Connection) -> None:
+    """A deliberately broken variant, for self-checks, in this database only:
+    reserve_credit books a key once, as it should, but answers a replay of it
+    as if it had booked it now (replayed = false). The book stays right; the
+    callers are told an order was placed twice."""
+    install_variant(conn, "reserve_credit.sql",
+                    ("v_code = 'ok')::credit.reserve_result;", "false)::credit.reserve_result;"))

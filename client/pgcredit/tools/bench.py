@@ -48,7 +48,10 @@ SPREAD_GROUP = ["bare_spread", "cte_spread", "cte_fn_spread", "model_fn_spread",
 # one pgbench script per workload (bench_sql/workloads/NAME.sql), each runnable
 # with pgbench -f as it is. What the baselines (a)-(e) are: baselines.sql.
 BENCH_SQL = Path(__file__).resolve().parent / "bench_sql"
-BASELINE_SQL = (BENCH_SQL / "baselines.sql").read_text(encoding="utf-8")
+# The bare UPDATE's table on its own: the A/B's databases need it alone (the
+# rest of the baselines creates roles, once per cluster).
+BARE_SQL = (BENCH_SQL / "bare.sql").read_text(encoding="utf-8")
+BASELINE_SQL = BARE_SQL + (BENCH_SQL / "baselines.sql").read_text(encoding="utf-8")
 SCRIPTS = {p.stem: p.read_text(encoding="utf-8") for p in sorted((BENCH_SQL / "workloads").glob("*.sql"))}
 
 
@@ -430,8 +433,16 @@ class FeedFollower(threading.Thread):
                     self.stop.wait(pause)
 
 
-def run_ab(out: Path, base_sql: Path, quick: bool = False, only: str | None = None) -> list[tuple[str, list[float]]]:
-    """What a change costs reserve_credit: the same workloads against a
+# The A/B's workloads: the single calls, and the hot batch with its baseline
+# (a batch's items/s against the bare UPDATE's tps on each side).
+AB_WORKLOADS = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8), ("convert_spread", 8),
+                ("payment_spread", 8), ("reserve_batch_hot", 8), ("bare_hot", 8)]
+AB_CONFIGS = ["tuned", "default"]
+
+
+def run_ab(out: Path, base_sql: Path, quick: bool = False,
+           only: str | None = None) -> list[tuple[str, list[float]]]:
+    """What a change costs the calls: the same workloads against a
     database built from another sql/ tree (A, e.g. the last release from git)
     and one built from this installation's (B), on one cluster, alternating
     A, B, B, A, A, B ... in short rounds (which side goes first alternates,
@@ -439,27 +450,31 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False, only: str | None = No
     buffers for the next CHECKPOINT, falls on both sides alike); on the tuned
     cluster, then on the same cluster with PostgreSQL's defaults (TCP, simple
     protocol), as `pgcredit bench` does. Reports B/A per round pair, their
-    median and range. A side whose database has the event feed is followed
-    by a consumer (FeedFollower) during its rounds, so its figures include
-    what reading the feed costs; the report gives that consumer's latency.
-    only: fnmatch patterns of "config:workload@clients" (e.g. 'tuned:reserve_spread@32')."""
+    median and range, and on each side the hot batch's items/s over the bare
+    UPDATE's tps. A side whose database has the event feed is followed by a
+    consumer (FeedFollower) during its rounds, so its figures include what
+    reading the feed costs; the report gives that consumer's latency.
+    only: fnmatch patterns of workload names (as run's) or of
+    CONFIG:WORKLOAD@CLIENTS (e.g. 'default:reserve_spread@32')."""
     rounds, seconds = (1, 1) if quick else (5, 5)
+    patterns = [p.strip() for p in only.split(",")] if only else ["*"]
+
+    def chosen(config: str, name: str, clients: int) -> bool:
+        return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(f"{config}:{name}@{clients}", p) for p in patterns)
+
     work = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
     pairs: list[tuple[str, list[float]]] = []
     feed: dict[str, list[float]] = {}
-    workloads = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8)]
-    configs = ["tuned", "default"]
     settings: dict[str, dict[str, str]] = {}
-
-    def chosen(config: str, name: str, clients: int) -> bool:
-        return not only or any(fnmatch.fnmatch(f"{config}:{name}@{clients}", p.strip()) for p in only.split(","))
-
+    per_side: dict[tuple[str, str, str], list[float]] = {}
     try:
         with embedded.throwaway(settings=tuple(SETTINGS)) as server:
             dsns = {}
             for side, root in (("a", base_sql), ("b", None)):
                 dsns[side] = server.ensure_database(f"bench_{side}")
                 migrate(dsns[side], root)
+                with psycopg.connect(dsns[side], autocommit=True) as conn:
+                    conn.execute(BARE_SQL)
                 client = CreditClient(dsns[side])
                 for line in ["hot", *[f"s{i}" for i in range(1000)]]:
                     client.open_line("bench", line, Decimal(10) ** 15)
@@ -472,12 +487,13 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False, only: str | None = No
             for side in dsns:
                 (work / side).mkdir()
                 benches[side] = Bench(server, seconds, work / side)
-                benches[side].total = rounds * sum(chosen(c, n, k) for c in configs for n, k in workloads)
-            for config in configs:
-                if not any(chosen(config, n, c) for n, c in workloads):
+                benches[side].total = rounds * sum(chosen(c, n, k) for c in AB_CONFIGS for n, k in AB_WORKLOADS)
+            for config in AB_CONFIGS:
+                workloads = [(n, c) for n, c in AB_WORKLOADS if chosen(config, n, c)]
+                if not workloads:
                     continue
                 if config == "default":
-                    port = _free_port()
+                    port = embedded.free_port()
                     server.stop()
                     server.start("listen_addresses=127.0.0.1", f"port={port}")
                     dsns = {side: psycopg.conninfo.make_conninfo(host="127.0.0.1", port=port, user="postgres",
@@ -486,8 +502,6 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False, only: str | None = No
                     benches[side].use(config, dsn, "prepared" if config == "tuned" else "simple")
                 settings[config] = _settings(dsns["b"])
                 for name, clients in workloads:
-                    if not chosen(config, name, clients):
-                        continue
                     ratios = []
                     for k in range(rounds):
                         tps = {}
@@ -505,6 +519,8 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False, only: str | None = No
                         for bench in benches.values():
                             bench.rounds.clear()  # each pair is a ratio of its own
                         ratios.append(tps["b"] / tps["a"])
+                        for side in tps:
+                            per_side.setdefault((config, name, side), []).append(tps[side])
                     pairs.append((f"{config} | {name} @{clients}", ratios))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -517,6 +533,14 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False, only: str | None = No
     for what, ratios in pairs:
         lines.append(f"| {what} | {', '.join(f'{r:.3f}' for r in ratios)} | {statistics.median(ratios):.3f} | "
                      f"{min(ratios):.3f}–{max(ratios):.3f} |")
+    for config in AB_CONFIGS:
+        if (config, "reserve_batch_hot", "a") in per_side and (config, "bare_hot", "a") in per_side:
+            lines += ["", f"{config}: reserve_batch_hot @8 items/s ({BATCH} items per call) / bare_hot @8 tps, "
+                          "each the median of its rounds:", ""]
+            for side in ("a", "b"):
+                ratio = (statistics.median(per_side[(config, "reserve_batch_hot", side)]) * BATCH
+                         / statistics.median(per_side[(config, "bare_hot", side)]))
+                lines.append(f"- {side.upper()}: {ratio:.2f}")
     if feed:
         lines += ["", "The event feed, followed by one consumer (pages of 1,000) during that side's rounds: seconds "
                   "from each event's transaction start to its delivery.", "",

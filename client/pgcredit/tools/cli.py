@@ -223,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--quick", action="store_true", help="seconds instead of minutes; figures not comparable")
     bench.add_argument("--out", type=Path, default=Path("bench-results"))
     bench.add_argument("--compare-sql", type=Path, metavar="SQL_DIR", default=None,
-                       help="A/B instead: reserve_credit on a database built from SQL_DIR (e.g. an earlier "
-                            "release: git archive REV sql | tar -x -C DIR) against this one, interleaved")
+                       help="A/B instead: the single calls and the hot batch on a database built from SQL_DIR "
+                            "(e.g. an earlier release: git archive REV sql | tar -x -C DIR) against this one, "
+                            "interleaved (--only picks workloads)")
     bench.add_argument("--partitions", action="store_true",
                        help="instead: the PL/Proxy hop's cost per call and throughput with 1, 2 and 4 partitions "
                             "against a single server (OUT/partitions.md; PARTITIONING.md)")

@@ -44,18 +44,27 @@ class _Table:
         self.failures += not ok
 
 
+class RaceFailed(RuntimeError):
+    """A racer got no result code: its call raised (the exceptions are chained)."""
+
+
 def race(dsn: str, wholesaler: str, retailer: str, orders: list[tuple[str, Decimal]]) -> list[str]:
     """Reserves every (order_ref, amount) at the same moment, each from its own
-    connection; returns the result codes in order."""
+    connection; returns the result codes in order. If any racer's call raised,
+    raises RaceFailed naming them, with the first exception as its cause."""
     codes: list[str] = [""] * len(orders)
+    failures: list[tuple[int, str, BaseException]] = []
     conns = [psycopg.connect(dsn, autocommit=True) for _ in orders]
     clients = [CreditClient(conn) for conn in conns]
     gate = threading.Barrier(len(orders))
 
     def go(i: int) -> None:
-        gate.wait()
         ref, amount = orders[i]
-        codes[i] = clients[i].reserve_credit(wholesaler, retailer, ref, amount, check=False).code
+        try:
+            gate.wait(timeout=60)
+            codes[i] = clients[i].reserve_credit(wholesaler, retailer, ref, amount, check=False).code
+        except BaseException as exc:  # a thread's exception would be printed and lost
+            failures.append((i, ref, exc))
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(len(orders))]
     for t in threads:
@@ -64,6 +73,10 @@ def race(dsn: str, wholesaler: str, retailer: str, orders: list[tuple[str, Decim
         t.join()
     for conn in conns:
         conn.close()
+    if failures:
+        failures.sort(key=lambda f: f[0])
+        raise RaceFailed(f"{len(failures)} of {len(orders)} racers failed: "
+                         + "; ".join(f"{ref}: {exc!r}" for _, ref, exc in failures)) from failures[0][2]
     return codes
 
 

@@ -277,6 +277,16 @@ and the catalog differ.
   the bound the call raises `55P03`. `55P03`, `40P01` (deadlock), `40001`
   and a lost connection are safe to retry with the same key (the Python
   client does).
+- **An answer must come without a warning.** With a synchronous standby, a
+  call whose wait for the standby is cancelled (`pg_cancel_backend`, a
+  client-side cancel) is committed on the primary only, and the server
+  still returns its row, with a notice of severity `WARNING` and SQLSTATE
+  `01000` ("canceling wait for synchronous replication due to user request"
+  in English; match the SQLSTATE, not the text: no function here raises a
+  warning of its own). That row is no answer: the outcome is unknown, as
+  after a lost connection. Call again with the same key once a server
+  answers; every replay waits for the standby too, so its answer is durable.
+  The Python client raises `OutcomeUnknown` (README, "From SQL").
 - **Roles.** `credit_owner` (no login) owns everything. `credit_app` may
   call the API functions and touches no table; `credit_auditor` may read the
   views and call the reads (`reconcile`, `statement`, `aging`, ...);

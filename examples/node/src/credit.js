@@ -1,6 +1,7 @@
 // pgcredit's SQL functions, called with node-postgres: one statement per call
 // on a pooled connection in autocommit, money as decimal strings both ways,
-// and transient failures retried with the same idempotency key.
+// transient failures retried with the same idempotency key, and an answer
+// whose commit the server did not confirm durable reported as such.
 import pg from 'pg';
 
 const DATE_OID = 1082;
@@ -63,17 +64,73 @@ export class Busy extends Error {
   }
 }
 
+/**
+ * With a synchronous standby, a commit whose wait for the standby was
+ * cancelled (pg_cancel_backend, a client-side cancel) is done on the primary
+ * only, and the server still answers with the result row, plus a WARNING
+ * notice with SQLSTATE 01000 ("canceling wait for synchronous replication
+ * due to user request" on an English server). The row is not an answer: if
+ * the primary is lost now, so is the call. Not retried here: the cancel was
+ * someone's decision to stop waiting, and a retry would wait for the same
+ * standby. The caller calls again with the same key once a server answers;
+ * that call waits for the standby like the first, so its answer is durable.
+ */
+export class OutcomeUnknown extends Error {
+  constructor(fn, key, notice) {
+    super(`${fn} ${key}: outcome unknown, the commit is not confirmed durable (${notice.severity} ${notice.code}: `
+      + `${notice.message}); call again with the same key once a server answers`);
+    this.fn = fn;
+    this.key = key;
+    this.sqlstate = notice.code;
+  }
+}
+
+/**
+ * The notice that says a commit is not confirmed: SQLSTATE 01000, matched
+ * by code, not text (servers with another lc_messages translate it, and
+ * node-postgres gives only the translated severity). pgcredit's functions
+ * raise no warnings of their own.
+ */
+export function isUnconfirmedCommit(notice) {
+  return notice.code === '01000';
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Runs credit.<fn>(...args) and returns its one row; every attempt sends the same arguments, so the same key. */
+/** One attempt on a connection of the pool, listening for its notices until the answer (commit included) is in. */
+async function attemptOnce(pool, fn, args) {
+  const client = await pool.connect();
+  const unconfirmed = [];
+  const onNotice = (notice) => {
+    if (isUnconfirmedCommit(notice)) unconfirmed.push(notice);
+  };
+  client.on('notice', onNotice);
+  let failed;
+  try {
+    const { rows } = await client.query(SQL[fn], args);
+    return { row: rows[0], unconfirmed };
+  } catch (err) {
+    failed = err;
+    throw err;
+  } finally {
+    client.off('notice', onNotice);
+    client.release(failed); // as pool.query does: a connection that failed is not reused
+  }
+}
+
+/**
+ * Runs credit.<fn>(...args) and returns its one row; every attempt sends the
+ * same arguments, so the same key. Throws OutcomeUnknown when the server's
+ * answer came with the warning of an unconfirmed commit.
+ */
 export async function call(pool, fn, args, { retry = DEFAULT_RETRY, log = defaultLog } = {}) {
+  const key = args[2] ?? null;
   for (let attempt = 1; ; attempt++) {
+    let answer;
     try {
-      const { rows } = await pool.query(SQL[fn], args);
-      return rows[0];
+      answer = await attemptOnce(pool, fn, args);
     } catch (err) {
       if (!isRetryable(err)) throw err;
-      const key = args[2] ?? null;
       if (attempt >= retry.attempts) {
         log({ event: 'gave_up', fn, key, attempt, sqlstate: err.code ?? null, message: err.message });
         throw new Busy(fn, attempt, err);
@@ -82,6 +139,12 @@ export async function call(pool, fn, args, { retry = DEFAULT_RETRY, log = defaul
       const delayMs = Math.random() * Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
       log({ event: 'retry', fn, key, attempt, sqlstate: err.code ?? null, delay_ms: Math.round(delayMs) });
       await sleep(delayMs);
+      continue;
     }
+    if (answer.unconfirmed.length) {
+      log({ event: 'outcome_unknown', fn, key, attempt, sqlstate: answer.unconfirmed[0].code });
+      throw new OutcomeUnknown(fn, key, answer.unconfirmed[0]);
+    }
+    return answer.row;
   }
 }

@@ -3,7 +3,7 @@
 // requests to function calls and result codes to HTTP statuses.
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
-import { Busy, DEFAULT_RETRY, call, createPool, defaultLog, isInvalidInput } from './credit.js';
+import { Busy, DEFAULT_RETRY, OutcomeUnknown, call, createPool, defaultLog, isInvalidInput } from './credit.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -112,6 +112,10 @@ async function handle(req, res, { pool, retry, log }) {
     if (isInvalidInput(err)) return send(res, 400, { code: 'invalid_input', message: err.message, sqlstate: err.code });
     if (err instanceof Busy) {
       return send(res, 503, { code: 'busy', message: err.message, sqlstate: err.sqlstate ?? null }, { 'retry-after': '1' });
+    }
+    if (err instanceof OutcomeUnknown) {
+      // Not an answer either way: the same request again (same order_ref) settles it.
+      return send(res, 503, { code: 'outcome_unknown', message: err.message, sqlstate: err.sqlstate }, { 'retry-after': '1' });
     }
     log({ event: 'error', method: req.method, path: pathname, message: err.message, sqlstate: err.code ?? null });
     return send(res, 500, { code: 'internal_error' });

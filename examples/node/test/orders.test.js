@@ -3,7 +3,7 @@
 // else; that role also opens the lines (open_line is part of credit_app's
 // API), so no second, privileged URL is needed. BROKEN_DATABASE_URL, when
 // set, is a database whose reserve_credit was deliberately unlocked, for the
-// self-check. tests/test_node_example.py provides both.
+// self-check. tests/integration/test_node_example.py provides both.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -147,7 +147,7 @@ function tally(results) {
   return [...counts].map(([status, n]) => `${n} x ${status}`).join(', ');
 }
 
-describe('order service', { skip: DATABASE_URL ? false : 'DATABASE_URL is not set (tests/test_node_example.py sets it)' }, () => {
+describe('order service', { skip: DATABASE_URL ? false : 'DATABASE_URL is not set (tests/integration/test_node_example.py sets it)' }, () => {
   let svc;
   let db;
   before(async () => {
@@ -416,7 +416,7 @@ describe('order service', { skip: DATABASE_URL ? false : 'DATABASE_URL is not se
 });
 
 describe('self-check', {
-  skip: DATABASE_URL && BROKEN_DATABASE_URL ? false : 'BROKEN_DATABASE_URL is not set (tests/test_node_example.py sets it)',
+  skip: DATABASE_URL && BROKEN_DATABASE_URL ? false : 'BROKEN_DATABASE_URL is not set (tests/integration/test_node_example.py sets it)',
 }, () => {
   test('the same burst against an unlocked reserve_credit is caught overspending', async (t) => {
     const broken = await startService({ url: BROKEN_DATABASE_URL });

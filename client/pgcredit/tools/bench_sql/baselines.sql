@@ -2,10 +2,7 @@
 -- created once in the bench's database after pgcredit's own migrations. The
 -- workloads that call these are the scripts in workloads/.
 
-CREATE SCHEMA bench;
--- (a) The physical limit: one conditional UPDATE of one row per reservation.
-CREATE TABLE bench.bare (id int PRIMARY KEY, used numeric NOT NULL, lim numeric NOT NULL);
-INSERT INTO bench.bare SELECT g, 0, 1e15 FROM generate_series(0, 999) g;
+-- (a), the physical limit, and the schema: bare.sql, run before this file.
 -- (c) The minimal correct reservation: a hold row with its key, and one
 -- conditional update of the line, in one statement (cte_spread).
 CREATE TABLE bench.hold (line_id int NOT NULL, order_ref text NOT NULL, amount numeric NOT NULL,
