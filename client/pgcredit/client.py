@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import random
+import threading
 import time
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -414,24 +415,27 @@ class CreditClient(_Api):
 
 
     def events(self, after_event_id: int = 0, wholesaler_id: str | None = None, *,
-               partition: int | None = None, batch: int = 100, max_wait: float = 0.5) -> Iterator[Event]:
-        """Every event after after_event_id, in event_id order, for ever: when the
-        feed is caught up it waits for new events (see _Waits; at most max_wait
-        seconds between calls). The application keeps its cursor: store the
-        event_id of the last event it has handled, in the same transaction as
-        what it did with it, and pass it here on restart. Each call to the
-        server is a transaction of its own: give the client a pool, a conninfo
-        string or an autocommit connection."""
+               partition: int | None = None, batch: int = 100, max_wait: float = 0.5,
+               stop: threading.Event | None = None) -> Iterator[Event]:
+        """Every event after after_event_id, in event_id order, for ever (or until
+        stop is set: then it returns after its current call, also while it
+        waits): when the feed is caught up it waits for new events (see _Waits;
+        at most max_wait seconds between calls). The application keeps its
+        cursor: store the event_id of the last event it has handled, in the
+        same transaction as what it did with it, and pass it here on restart.
+        Each call to the server is a transaction of its own: give the client a
+        pool, a conninfo string or an autocommit connection."""
         waits = _Waits(max_wait)
         cursor = after_event_id
-        while True:
+        stop = stop or threading.Event()
+        while not stop.is_set():
             page = self.events_after(cursor, batch, wholesaler_id, partition=partition)
             for event in page:
                 cursor = event.event_id
                 yield event
             pause = waits.after(len(page), batch)
             if pause:
-                time.sleep(pause)
+                stop.wait(pause)
 
 
 class AsyncCreditClient(_Api):
@@ -505,15 +509,21 @@ class AsyncCreditClient(_Api):
         raise AssertionError("unreachable")
 
     async def events(self, after_event_id: int = 0, wholesaler_id: str | None = None, *,
-                     partition: int | None = None, batch: int = 100, max_wait: float = 0.5) -> AsyncIterator[Event]:
-        """CreditClient.events as an async iterator: ``async for event in client.events(cursor): ...``."""
+                     partition: int | None = None, batch: int = 100, max_wait: float = 0.5,
+                     stop: asyncio.Event | None = None) -> AsyncIterator[Event]:
+        """CreditClient.events as an async iterator: ``async for event in client.events(cursor): ...``;
+        stop, an asyncio.Event, ends it as CreditClient.events' does."""
         waits = _Waits(max_wait)
         cursor = after_event_id
-        while True:
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
             page = await self.events_after(cursor, batch, wholesaler_id, partition=partition)
             for event in page:
                 cursor = event.event_id
                 yield event
             pause = waits.after(len(page), batch)
             if pause:
-                await asyncio.sleep(pause)
+                try:
+                    await asyncio.wait_for(stop.wait(), pause)
+                except asyncio.TimeoutError:
+                    pass

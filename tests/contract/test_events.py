@@ -419,9 +419,9 @@ def feed_race(dep: Deployment, reader_timeout: float) -> Race:
     def reader(n: int, feed: int | None) -> None:
         client, got = pc.CreditClient(dep.dsn), []
         try:
-            for event in client.events(0, partition=feed, batch=37, max_wait=0.05):
+            for event in client.events(0, partition=feed, batch=37, max_wait=0.05, stop=stop):
                 got.append((event.event_id, event.kind, event.retailer_id, event.ref))
-                if event.retailer_id == sentinels[feed] or stop.is_set():
+                if event.retailer_id == sentinels[feed]:
                     break
         finally:
             client.close()
@@ -465,11 +465,10 @@ def feed_race(dep: Deployment, reader_timeout: float) -> Race:
         t.join(max(deadline - time.monotonic(), 0))
     if any(t.is_alive() for t in readers):
         violations.append(f"a reader did not reach the end of its feed in {reader_timeout} s: {feed_state(dep)}")
-        stop.set()  # each stops at its next event, or when its feed is moved again
-        for feed, r in zip(dep.feeds, dep.retailers(1, prefix="stop")):
-            call(conn, "open_line", W, r, 1)
+        stop.set()  # each returns after its current call
         for t in readers:
             t.join(30)
+            assert not t.is_alive()
 
     expected = set().union(*committed)
     assert len(expected) > WRITERS * OPS / 2 and sum(map(len, rolled_back)) > 0
@@ -737,3 +736,30 @@ def test_the_async_client_follows_the_feed(dep):
     assert [(e.kind, e.ref) for e in got] == [("line_opened", None), ("hold_reserved", "o1"),
                                               ("payment_recorded", "p1")]
     assert got[2].data["outstanding"] == D("-5.00") and got[2].data["settlements"] == []
+
+
+def test_a_follower_stops_when_told_even_while_it_waits(dep):
+    call(dep.conn, "open_line", W, R, 100)
+    feed = dep.feed_of(W, R)
+    client = pc.CreditClient(dep.dsn)
+    stop, got = threading.Event(), []
+    follower = threading.Thread(target=lambda: got.extend(client.events(0, partition=feed, max_wait=5, stop=stop)))
+    follower.start()
+    time.sleep(0.5)  # it has the line's event and waits for more, up to 5 s between calls
+    start = time.monotonic()
+    stop.set()
+    follower.join(10)
+    assert not follower.is_alive() and time.monotonic() - start < 2
+    assert [e.kind for e in got] == ["line_opened"]
+    client.close()
+
+    async def run():
+        aclient, astop = pc.AsyncCreditClient(dep.dsn), asyncio.Event()
+        asyncio.get_running_loop().call_later(0.5, astop.set)
+        try:
+            return [e.kind async for e in aclient.events(0, partition=feed, max_wait=5, stop=astop)]
+        finally:
+            await aclient.close()
+
+    start = time.monotonic()
+    assert asyncio.run(run()) == ["line_opened"] and time.monotonic() - start < 3
