@@ -22,7 +22,7 @@ import time
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -236,18 +236,33 @@ class _Api:
         return self._call("release_reservation", check, dict(
             wholesaler_id=wholesaler_id, retailer_id=retailer_id, order_ref=order_ref, reason=reason))
 
+    def amend_reservation(self, wholesaler_id: str, retailer_id: str, order_ref: str, amount: Decimal,
+                          amend_ref: str, *, check: bool = True):
+        """Sets the order's total to amount. A raise is checked like a reservation
+        (InsufficientCredit, LineBlocked, Overdue); a cut always succeeds, down to
+        what was shipped (BelowConvertedAmount below it). amend_ref is the key."""
+        return self._call("amend_reservation", check, dict(
+            wholesaler_id=wholesaler_id, retailer_id=retailer_id, order_ref=order_ref,
+            amount=_money(amount, "amount"), amend_ref=amend_ref))
+
     def convert_to_debit(self, wholesaler_id: str, retailer_id: str, order_ref: str,
                          amount: Decimal | None = None, due_date: dt.date | None = None,
-                         *, check: bool = True):
+                         shipment_ref: str | None = None, *, check: bool = True):
+        """With shipment_ref: one shipment (amount None: all that remains), the rest stays
+        held. Without: the final conversion, which releases the rest."""
         return self._call("convert_to_debit", check, dict(
             wholesaler_id=wholesaler_id, retailer_id=retailer_id, order_ref=order_ref,
-            amount=_money(amount, "amount"), due_date=due_date))
+            amount=_money(amount, "amount"), due_date=due_date, shipment_ref=shipment_ref))
 
     def record_payment(self, wholesaler_id: str, retailer_id: str, payment_ref: str, amount: Decimal,
-                       *, check: bool = True):
+                       applies_to: Sequence[str] | None = None, *, check: bool = True):
+        """applies_to: the DEBIT refs (order_refs, shipment_refs) the payment pays, in
+        that order; what is left is applied oldest due first."""
+        if isinstance(applies_to, str):
+            raise TypeError("applies_to must be a sequence of refs, not one string")
         return self._call("record_payment", check, dict(
             wholesaler_id=wholesaler_id, retailer_id=retailer_id, payment_ref=payment_ref,
-            amount=_money(amount, "amount")))
+            amount=_money(amount, "amount"), applies_to=None if applies_to is None else list(applies_to)))
 
     def reverse_debit(self, wholesaler_id: str, retailer_id: str, order_ref: str, reversal_ref: str,
                       amount: Decimal, reason: str, *, check: bool = True):
@@ -275,10 +290,12 @@ class _Api:
             **_columns(items, ("wholesaler_id", "retailer_id", "order_ref", "amount")), expires_in=expires_in))
 
     def convert_to_debit_batch(self, items):
-        """items: (wholesaler_id, retailer_id, order_ref[, amount]); no amount, or None, converts the
-        whole hold. Each debit is due after its line's payment terms."""
+        """items: (wholesaler_id, retailer_id, order_ref[, amount[, shipment_ref]]); no amount, or
+        None, converts all that remains; a shipment_ref books a shipment, none the final
+        conversion. Each debit is due after its line's payment terms."""
         return self._call("convert_to_debit_batch", False, _columns(
-            items, ("wholesaler_id", "retailer_id", "order_ref", "amount"), optional=("amount",)))
+            items, ("wholesaler_id", "retailer_id", "order_ref", "amount", "shipment_ref"),
+            optional=("amount", "shipment_ref")))
 
     def record_payment_batch(self, items):
         """items: (wholesaler_id, retailer_id, payment_ref, amount)."""

@@ -86,8 +86,16 @@ class ExceedsReservationAmount(CreditRefused):
     code = "exceeds_reservation_amount"
 
 
+class BelowConvertedAmount(CreditRefused):
+    """An amendment would cut the order below what was already shipped
+    (its converted_amount); the hold is unchanged."""
+
+    code = "below_converted_amount"
+
+
 class DebitNotFound(CreditRefused):
-    """No DEBIT exists for this order_ref on the line."""
+    """No DEBIT exists on the line under this ref (an order_ref's final
+    conversion or a shipment_ref): reverse_debit, or a payment's applies_to."""
 
     code = "debit_not_found"
 
@@ -99,7 +107,10 @@ class ExceedsDebitAmount(CreditRefused):
 
 
 class IdempotencyConflict(CreditRefused):
-    """The key was used before with another amount (or the line with other terms)."""
+    """The key was used before with another amount, or with other terms (a line
+    opened with other terms, an amend_ref used for another order, a payment_ref
+    that named other invoices): exists_with_different_amount or
+    exists_with_different_terms, in ``result.code``."""
 
     code = "exists_with_different_amount"
 
@@ -177,7 +188,8 @@ _BY_CODE: dict[str, type[CreditRefused]] = {
     cls.code: cls
     for cls in (InsufficientCredit, LineBlocked, Overdue, LineNotFound, ReservationNotFound,
                 ReservationReleased, ReservationConverted, ReservationExpired,
-                ExceedsReservationAmount, DebitNotFound, ExceedsDebitAmount, IdempotencyConflict)
+                ExceedsReservationAmount, BelowConvertedAmount, DebitNotFound, ExceedsDebitAmount,
+                IdempotencyConflict)
 }
 _BY_CODE["exists_with_different_terms"] = IdempotencyConflict
 

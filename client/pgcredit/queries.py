@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +54,15 @@ QUERIES: dict[str, Query] = {
         r.ReleaseResult, key="order_ref"),
     "convert_to_debit": Query(
         "SELECT * FROM credit.convert_to_debit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
-        " %(order_ref)s::text, %(amount)s::numeric, %(due_date)s::date)",
+        " %(order_ref)s::text, %(amount)s::numeric, %(due_date)s::date, %(shipment_ref)s::text)",
         r.ConvertResult, key="order_ref"),
+    "amend_reservation": Query(
+        "SELECT * FROM credit.amend_reservation(%(wholesaler_id)s::text, %(retailer_id)s::text,"
+        " %(order_ref)s::text, %(amount)s::numeric, %(amend_ref)s::text)",
+        r.AmendResult, key="amend_ref"),
     "record_payment": Query(
         "SELECT * FROM credit.record_payment(%(wholesaler_id)s::text, %(retailer_id)s::text,"
-        " %(payment_ref)s::text, %(amount)s::numeric)",
+        " %(payment_ref)s::text, %(amount)s::numeric, %(applies_to)s::text[])",
         r.EntryResult, key="payment_ref"),
     "reverse_debit": Query(
         "SELECT * FROM credit.reverse_debit(%(wholesaler_id)s::text, %(retailer_id)s::text,"
@@ -110,10 +115,25 @@ QUERIES: dict[str, Query] = {
         r.ReserveBatchItem, many=True, key="order_refs"),
     "convert_to_debit_batch": Query(
         "SELECT * FROM credit.convert_to_debit_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"
-        " %(order_refs)s::text[], %(amounts)s::numeric[])",
+        " %(order_refs)s::text[], %(amounts)s::numeric[], %(shipment_refs)s::text[])",
         r.ConvertBatchItem, many=True, key="order_refs"),
     "record_payment_batch": Query(
         "SELECT * FROM credit.record_payment_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"
         " %(payment_refs)s::text[], %(amounts)s::numeric[])",
         r.PaymentBatchItem, many=True, key="payment_refs"),
 }
+
+
+def _named_columns(query: Query) -> Query:
+    """SELECT * becomes SELECT of the result type's fields. A server's result
+    types may gain trailing columns (SPEC v1.2); a statement that names its
+    columns reads the same through such a migration, and its prepared form
+    (psycopg prepares a statement used often) stays valid, where SELECT *
+    would fail with "cached plan must not change result type"."""
+    if not dataclasses.is_dataclass(query.result) or not query.sql.startswith("SELECT * FROM "):
+        return query
+    columns = ", ".join(f.name for f in dataclasses.fields(query.result))
+    return dataclasses.replace(query, sql=f"SELECT {columns} FROM " + query.sql.removeprefix("SELECT * FROM "))
+
+
+QUERIES = {name: _named_columns(q) for name, q in QUERIES.items()}

@@ -88,6 +88,22 @@ class ConvertResult:
     due_date: dt.date | None
     available: Decimal | None
     replayed: bool
+    remaining_amount: Decimal | None  # still held after it (v1.2); 0 once the hold has ended
+
+
+@dataclass(frozen=True)
+class AmendResult:
+    """amend_reservation(): the order's total before and after, and what it still holds."""
+
+    code: str
+    reservation_id: int | None
+    status: str | None
+    amount: Decimal | None
+    previous_amount: Decimal | None
+    remaining_amount: Decimal | None
+    available: Decimal | None
+    shortfall: Decimal | None
+    replayed: bool
 
 
 @dataclass(frozen=True)
@@ -149,8 +165,9 @@ class ReservationInfo:
     converted_at: dt.datetime | None
     converted_amount: Decimal | None
     released_amount: Decimal | None
-    ledger_entry_id: int | None
+    ledger_entry_id: int | None  # the latest DEBIT's (v1.2: one per shipment)
     due_date: dt.date | None
+    remaining_amount: Decimal | None  # amount less what was shipped while active (v1.2); else 0
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,7 @@ class ReservationRow:
     amount: Decimal
     expires_at: dt.datetime | None
     created_at: dt.datetime
+    remaining_amount: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -265,6 +283,7 @@ class ConvertBatchItem:
     due_date: dt.date | None
     available: Decimal | None
     replayed: bool
+    remaining_amount: Decimal | None
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,18 @@
 SET ROLE credit_owner;
 
 -- The allocation rule, part two: money in favour of the retailer (a CREDIT,
--- a negative ADJUSTMENT, or a REVERSAL, which reduces its own DEBIT first:
--- first_item) settles open items oldest due date first, ties by lower entry
--- id; what is left over waits on the line as unapplied credit. Every
--- settlement is kept (credit.settlement) so that aging can be read as of any
--- past day. The caller holds the line's row lock; at and outstanding_delta
--- as in _allocate_item.
+-- a negative ADJUSTMENT, or a REVERSAL) settles open items oldest due date
+-- first, ties by lower entry id; what is left over waits on the line as
+-- unapplied credit. first_items are settled before that, each up to its
+-- unpaid amount, in the order given: a reversal's own DEBIT, or the invoices
+-- a remittance names (record_payment's applies_to); those already paid are
+-- skipped. Every settlement is kept (credit.settlement) so that aging can be
+-- read as of any past day. The caller holds the line's row lock; at and
+-- outstanding_delta as in _allocate_item.
+-- v1.2 made first_item a list (migration 0007).
+DROP FUNCTION IF EXISTS credit._allocate_credit(bigint, numeric, bigint, timestamptz, numeric);
 CREATE OR REPLACE FUNCTION credit._allocate_credit(
-    line_id bigint, amount numeric, first_item bigint DEFAULT NULL, at timestamptz DEFAULT now(),
+    line_id bigint, amount numeric, first_items bigint[] DEFAULT NULL, at timestamptz DEFAULT now(),
     outstanding_delta numeric DEFAULT 0)
 RETURNS void
 LANGUAGE plpgsql AS $$
@@ -18,12 +22,14 @@ DECLARE
     o credit.open_item;
 BEGIN
     FOR o IN
-        SELECT * FROM credit.open_item x
-         WHERE x.line_id = _allocate_credit.line_id AND x.entry_id = first_item
-           AND x.due_date = (SELECT e.due_date FROM credit.ledger_entry e WHERE e.id = first_item)
+        (SELECT x.* FROM unnest(first_items) WITH ORDINALITY AS f(id, i)
+           JOIN credit.ledger_entry e ON e.id = f.id
+           JOIN credit.open_item x
+             ON x.line_id = _allocate_credit.line_id AND x.due_date = e.due_date AND x.entry_id = f.id
+          ORDER BY f.i)
         UNION ALL
         (SELECT * FROM credit.open_item x
-          WHERE x.line_id = _allocate_credit.line_id AND x.entry_id IS DISTINCT FROM first_item
+          WHERE x.line_id = _allocate_credit.line_id AND x.entry_id <> ALL (coalesce(first_items, '{}'))
           ORDER BY x.due_date, x.entry_id)
     LOOP
         v_take := least(o.unpaid, v_left);
@@ -47,4 +53,4 @@ BEGIN
      WHERE l.id = _allocate_credit.line_id;
 END
 $$;
-REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint, timestamptz, numeric) FROM PUBLIC;
+REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint[], timestamptz, numeric) FROM PUBLIC;

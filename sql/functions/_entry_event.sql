@@ -10,7 +10,7 @@ SET ROLE credit_owner;
 -- line's lock.
 CREATE OR REPLACE FUNCTION credit._entry_event(
     line_id bigint, entry_type text, entry_id bigint, ref text, amount numeric, due_date date, memo text,
-    debit_id bigint, after_settlement bigint)
+    debit_id bigint, applies_to text[], after_settlement bigint)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -22,7 +22,7 @@ BEGIN
                         ELSE 'balance_adjusted' END,
         ref, amount, credit._available(l), jsonb_strip_nulls(jsonb_build_object(
             'ledger_entry_id', entry_id, 'outstanding', round(l.outstanding, 2)::text, 'due_date', due_date,
-            'reason', memo,
+            'reason', memo, 'applies_to', applies_to,
             'order_ref', (SELECT d.ref FROM credit.ledger_entry d WHERE d.id = _entry_event.debit_id)))
         || jsonb_build_object('settlements', coalesce(credit._settlements(l.id, after_settlement), '[]')));
     IF l.overdue_grace_days IS NOT NULL OR l.overdue_since IS NOT NULL THEN
@@ -30,4 +30,5 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION credit._entry_event(bigint, text, bigint, text, numeric, date, text, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION credit._entry_event(bigint, text, bigint, text, numeric, date, text, bigint, text[], bigint)
+    FROM PUBLIC;

@@ -3,7 +3,7 @@ SET ROLE credit_owner;
 -- Writes one event (SPEC "Events") into credit.event_inbox, in the caller's
 -- transaction: it commits with the change, or not at all. Every function
 -- that changes a line or a hold calls this, under the line's row lock, which
--- orders the events of one line (migration 0007), and after it has written
+-- orders the events of one line (migration 0008), and after it has written
 -- the change itself, which gave the transaction its xid before the event
 -- takes its seq (credit._move_events relies on that order). available is the
 -- line's available after the change; data holds the kind's other figures,

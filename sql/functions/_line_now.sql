@@ -12,7 +12,7 @@ RETURNS TABLE (credit_limit numeric, reserved numeric, past_due numeric)
 LANGUAGE sql STABLE AS $$
     SELECT credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until),
            l.reserved - CASE WHEN l.next_expiry <= now() THEN
-               (SELECT coalesce(sum(h.amount), 0) FROM credit.reservation h
+               (SELECT coalesce(sum(h.amount - coalesce(h.converted_amount, 0)), 0) FROM credit.reservation h
                  WHERE h.line_id = l.id AND h.status = 'active' AND h.expires_at <= now())
                ELSE 0 END,
            (SELECT coalesce(sum(o.unpaid), 0.00) FROM credit.open_item o

@@ -2,7 +2,7 @@ SET ROLE credit_owner;
 
 -- Moves committed events from credit.event_inbox into the feed,
 -- credit.event, giving them the next event_ids in seq order (migration
--- 0007); at most max_count of them, the lowest seqs first, so that a backlog
+-- 0008); at most max_count of them, the lowest seqs first, so that a backlog
 -- is moved in calls of bounded length. Returns how many, or NULL when another
 -- mover holds the lock: what that one moves is readable once it commits, and
 -- the caller reads what is readable now instead of waiting for it.

@@ -1,8 +1,8 @@
 SET ROLE credit_owner;
 
 -- Brings a locked line up to date with the clock: marks up to max_count
--- (NULL: all) of its expired holds 'expired' and takes them out of its
--- reserved total, ends a temporary limit whose time is up, and sets
+-- (NULL: all) of its expired holds 'expired' and takes what remained of
+-- them (amount less what was shipped) out of its reserved total, as released, ends a temporary limit whose time is up, and sets
 -- next_expiry to the next moment the line changes by time alone (see
 -- migration 0003). Writes the time-driven events of these changes, oldest
 -- moment first, each with the moment it took effect (effective_at) and the
@@ -23,15 +23,16 @@ BEGIN
     SELECT * INTO v_before FROM credit.line x WHERE x.id = _sweep_line.line_id;
     WITH gone AS (
         UPDATE credit.reservation r
-           SET status = 'expired', expired_at = now()
+           SET status = 'expired', expired_at = now(),
+               released_amount = r.amount - coalesce(r.converted_amount, 0)
          WHERE r.line_id = _sweep_line.line_id
            AND r.order_ref IN (SELECT x.order_ref FROM credit.reservation x
                                 WHERE x.line_id = _sweep_line.line_id AND x.status = 'active'
                                   AND x.expires_at <= now()
                                 ORDER BY x.expires_at LIMIT max_count)
-        RETURNING r.order_ref, r.amount, r.expires_at)
-    SELECT count(*)::integer, coalesce(sum(gone.amount), 0), array_agg(gone.order_ref), array_agg(gone.amount),
-           array_agg(gone.expires_at)
+        RETURNING r.order_ref, r.released_amount, r.expires_at)
+    SELECT count(*)::integer, coalesce(sum(gone.released_amount), 0), array_agg(gone.order_ref),
+           array_agg(gone.released_amount), array_agg(gone.expires_at)
       INTO v_count, v_amount, v_refs, v_amounts, v_moments FROM gone;
 
     UPDATE credit.line l
@@ -54,7 +55,8 @@ BEGIN
          WHERE v_before.limit_valid_until <= now()
         ORDER BY 4, 1
     LOOP
-        PERFORM credit._event(v_after.wholesaler_id, v_after.retailer_id, e.kind, e.ref, e.amount, credit._available(v_after),
+        PERFORM credit._event(v_after.wholesaler_id, v_after.retailer_id, e.kind, e.ref, e.amount,
+            credit._available(v_after),
             CASE WHEN e.previous IS NULL THEN jsonb_build_object('effective_at', e.moment)
                  ELSE jsonb_build_object('effective_at', e.moment, 'previous_limit', e.previous) END);
     END LOOP;

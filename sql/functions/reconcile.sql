@@ -6,12 +6,13 @@ CREATE OR REPLACE FUNCTION credit.reconcile()
 RETURNS TABLE (check_name text, wholesaler_id text, retailer_id text,
                expected numeric, actual numeric, detail text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    -- line.reserved = sum of its active holds (expired-but-unswept still count
-    -- here: the sweep, not the reader, moves the stored total).
+    -- line.reserved = what its active holds still hold: amount less what was
+    -- shipped (expired-but-unswept still count here: the sweep, not the
+    -- reader, moves the stored total).
     SELECT 'reserved_total', l.wholesaler_id, l.retailer_id, coalesce(h.total, 0), l.reserved,
-           'line.reserved differs from the sum of its active holds'
+           'line.reserved differs from the remaining amounts of its active holds'
       FROM credit.line l
-      LEFT JOIN (SELECT r.line_id, sum(r.amount) AS total FROM credit.reservation r
+      LEFT JOIN (SELECT r.line_id, sum(r.amount - coalesce(r.converted_amount, 0)) AS total FROM credit.reservation r
                   WHERE r.status = 'active' GROUP BY r.line_id) h ON h.line_id = l.id
      WHERE l.reserved <> coalesce(h.total, 0)
     UNION ALL
@@ -23,18 +24,25 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                    FROM credit.ledger_entry x GROUP BY x.line_id) e ON e.line_id = l.id
      WHERE l.outstanding <> coalesce(e.total, 0)
     UNION ALL
-    -- Every converted hold has exactly one DEBIT, for its converted amount.
-    SELECT 'converted_hold_debit', l.wholesaler_id, l.retailer_id, r.converted_amount, d.total,
-           format('hold %s (order_ref %s) has %s DEBIT entries', r.id, r.order_ref, coalesce(d.n, 0))
+    -- A hold's DEBITs (its shipments and its final conversion) sum to its
+    -- converted_amount at every moment, the latest is the one it points to,
+    -- and a converted hold has at least one.
+    SELECT 'converted_hold_debit', l.wholesaler_id, l.retailer_id, coalesce(r.converted_amount, 0),
+           coalesce(d.total, 0),
+           format('hold %s (order_ref %s, %s) has %s DEBIT entries summing to %s, converted_amount %s, latest %s, '
+                  'linked %s', r.id, r.order_ref, r.status, coalesce(d.n, 0), coalesce(d.total, 0),
+                  coalesce(r.converted_amount::text, 'none'), coalesce(d.id::text, 'none'),
+                  coalesce(r.debit_entry_id::text, 'none'))
       FROM credit.reservation r
       JOIN credit.line l ON l.id = r.line_id
-      LEFT JOIN (SELECT x.reservation_id, count(*) AS n, sum(x.amount) AS total, min(x.id) AS id
+      LEFT JOIN (SELECT x.reservation_id, count(*) AS n, sum(x.amount) AS total, max(x.id) AS id
                    FROM credit.ledger_entry x WHERE x.entry_type = 'DEBIT'
                   GROUP BY x.reservation_id) d ON d.reservation_id = r.id
-     WHERE r.status = 'converted'
-       AND (d.n IS DISTINCT FROM 1 OR d.total <> r.converted_amount OR d.id <> r.debit_entry_id)
+     WHERE coalesce(d.total, 0) <> coalesce(r.converted_amount, 0)
+        OR d.id IS DISTINCT FROM r.debit_entry_id
+        OR r.status = 'converted' AND d.n IS NULL
     UNION ALL
-    -- Every DEBIT comes from a hold, which is converted and points back to it.
+    -- Every DEBIT comes from a hold of its line, which points to it or to a later one.
     SELECT 'debit_hold_link', l.wholesaler_id, l.retailer_id, NULL, e.amount,
            format('DEBIT %s (ref %s) points to hold %s in status %s', e.id, e.ref,
                   coalesce(e.reservation_id::text, 'none'), coalesce(r.status, 'none'))
@@ -42,20 +50,54 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       JOIN credit.line l ON l.id = e.line_id
       LEFT JOIN credit.reservation r ON r.id = e.reservation_id
      WHERE e.entry_type = 'DEBIT'
-       AND (r.id IS NULL OR r.status <> 'converted' OR r.debit_entry_id <> e.id)
+       AND (r.id IS NULL OR r.line_id <> e.line_id OR r.debit_entry_id IS NULL OR r.debit_entry_id < e.id)
     UNION ALL
-    -- A known status, and each terminal state with its timestamp and amounts
-    -- (checked here rather than by constraints on the hold row, which every
-    -- reservation would pay for: BENCHMARKS.md).
+    -- A known status, and each state with its timestamp and amounts (checked
+    -- here rather than by constraints on the hold row, which every
+    -- reservation would pay for: BENCHMARKS.md): an ended hold has
+    -- converted + released = amount; an active one has released nothing and
+    -- something left to hold.
     SELECT 'hold_state', l.wholesaler_id, l.retailer_id, r.amount,
            coalesce(r.converted_amount, 0) + coalesce(r.released_amount, 0),
            format('hold %s (order_ref %s) is %s without its timestamp or amounts', r.id, r.order_ref, r.status)
       FROM credit.reservation r JOIN credit.line l ON l.id = r.line_id
      WHERE r.status NOT IN ('active', 'released', 'converted', 'expired')
-        OR (r.status = 'released' AND (r.released_at IS NULL OR r.released_amount IS DISTINCT FROM r.amount))
-        OR (r.status = 'converted' AND (r.converted_at IS NULL OR r.debit_entry_id IS NULL
-                                        OR r.converted_amount + r.released_amount IS DISTINCT FROM r.amount))
+        OR (r.status = 'active' AND (r.released_amount IS NOT NULL OR coalesce(r.converted_amount, 0) >= r.amount))
+        OR (r.status <> 'active'
+            AND coalesce(r.converted_amount, 0) + r.released_amount IS DISTINCT FROM r.amount)
+        OR (r.status = 'released' AND r.released_at IS NULL)
+        OR (r.status = 'converted' AND (r.converted_at IS NULL OR r.debit_entry_id IS NULL))
         OR (r.status = 'expired' AND r.expired_at IS NULL)
+    UNION ALL
+    -- Each amendment of a hold starts where the one before it ended (the
+    -- first, at the amount the hold was reserved with), and the last one
+    -- ended at the hold's amount.
+    SELECT 'amendment_chain', l.wholesaler_id, l.retailer_id, a.expected, a.previous_amount,
+           format('amendment %s (order_ref %s) starts at %s where %s was expected', a.amend_ref, a.order_ref,
+                  a.previous_amount, coalesce(a.expected::text, 'nothing'))
+      FROM (SELECT x.*, coalesce(lag(x.new_amount) OVER (PARTITION BY x.line_id, x.order_ref ORDER BY x.id),
+                                 r.original_amount) AS expected
+              FROM credit.amendment x
+              LEFT JOIN credit.reservation r ON r.line_id = x.line_id AND r.order_ref = x.order_ref) a
+      JOIN credit.line l ON l.id = a.line_id
+     WHERE a.previous_amount IS DISTINCT FROM a.expected
+    UNION ALL
+    SELECT 'amendment_chain', l.wholesaler_id, l.retailer_id, r.amount, a.new_amount,
+           format('hold %s (order_ref %s) has amount %s, its last amendment %s set %s', r.id, r.order_ref,
+                  r.amount, a.amend_ref, a.new_amount)
+      FROM credit.reservation r
+      JOIN credit.line l ON l.id = r.line_id
+      JOIN LATERAL (SELECT x.amend_ref, x.new_amount FROM credit.amendment x
+                     WHERE x.line_id = r.line_id AND x.order_ref = r.order_ref
+                     ORDER BY x.id DESC LIMIT 1) a ON true
+     WHERE r.original_amount IS NOT NULL AND a.new_amount <> r.amount
+    UNION ALL
+    SELECT 'amendment_chain', l.wholesaler_id, l.retailer_id, NULL, r.original_amount,
+           format('hold %s (order_ref %s) has an original amount but no amendment', r.id, r.order_ref)
+      FROM credit.reservation r
+      JOIN credit.line l ON l.id = r.line_id
+     WHERE r.original_amount IS NOT NULL
+       AND NOT EXISTS (SELECT FROM credit.amendment x WHERE x.line_id = r.line_id AND x.order_ref = r.order_ref)
     UNION ALL
     SELECT 'hold_line', NULL, NULL, NULL, r.amount,
            format('hold %s (order_ref %s) belongs to no line (line_id %s)', r.id, r.order_ref, r.line_id)
@@ -132,15 +174,18 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
         OR l.oldest_unpaid_due IS DISTINCT FROM o.oldest
     UNION ALL
     -- Exposure only grows past the limit through a limit decrease or a positive
-    -- adjustment made since the line's last reservation (each reservation was
+    -- adjustment made since the line's last reservation or raise (each was
     -- checked against the limit); anything else means credit was overspent.
     SELECT 'over_limit', l.wholesaler_id, l.retailer_id, k.credit_limit, l.reserved + l.outstanding,
            'reserved + outstanding exceeds credit_limit with no later limit decrease or positive adjustment'
       FROM credit.line l
       CROSS JOIN LATERAL (SELECT credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until)
                                  AS credit_limit) k
-      LEFT JOIN LATERAL (SELECT max(r.created_at) AS at FROM credit.reservation r
-                          WHERE r.line_id = l.id) last ON true
+      -- A raise is checked as a reservation is.
+      LEFT JOIN LATERAL (SELECT greatest((SELECT max(r.created_at) FROM credit.reservation r WHERE r.line_id = l.id),
+                                         (SELECT max(a.created_at) FROM credit.amendment a
+                                           WHERE a.line_id = l.id AND a.new_amount > a.previous_amount)) AS at) last
+        ON true
      WHERE l.reserved + l.outstanding > k.credit_limit
        -- A temporary limit that has ended is a decrease at its valid_until.
        AND NOT EXISTS (SELECT FROM credit.line_event ev

@@ -9,7 +9,9 @@ SET ROLE credit_owner;
 -- it. Then the batch does what record_payment does, through the same rules:
 -- each key is looked up in the ledger (credit._replay_entry, once per item)
 -- and answered by the replay rule (credit._replay), also against an earlier
--- item of this batch with the same key; the new payments are posted
+-- item of this batch with the same key (a batch item names no invoices: a
+-- key whose payment named some, applies_to, is exists_with_different_terms,
+-- as record_payment without applies_to answers); the new payments are posted
 -- together (credit._post_entries: one INSERT in item order, then the
 -- allocation rule per payment in item order, which moves its line's
 -- outstanding). outstanding and available are each line's running figures
@@ -40,7 +42,10 @@ BEGIN
     PERFORM credit._sweep_line(x.id, NULL) FROM credit.line x WHERE x.id = ANY (v_lines) AND x.next_expiry <= now();
 
     SELECT array_agg(t.a ORDER BY t.i), array_agg(t.first ORDER BY t.i),
-           array_agg(coalesce(e.code, CASE WHEN t.first < t.i THEN credit._replay(t.first_amount, t.a) END)
+           array_agg(coalesce(CASE WHEN e.code = 'ok' AND (SELECT x.applies_to IS NOT NULL FROM credit.ledger_entry x
+                                                            WHERE x.id = e.ledger_entry_id)
+                                   THEN 'exists_with_different_terms' ELSE e.code END,
+                              CASE WHEN t.first < t.i THEN credit._replay(t.first_amount, t.a) END)
                      ORDER BY t.i),
            array_agg(e.ledger_entry_id ORDER BY t.i)
       INTO v_amounts, v_first, v_codes, v_earlier
@@ -85,7 +90,8 @@ GRANT EXECUTE ON FUNCTION credit.record_payment_batch(text[], text[], text[], nu
 
 -- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
 COMMENT ON FUNCTION credit.record_payment_batch(text[], text[], text[], numeric[]) IS $doc$Many payments in one call and one commit (a bank statement). Each item gets exactly what record_payment
-would give it after the items before it, settlements included.
+would give it after the items before it, settlements included. A batch item names no invoices: a
+payment_ref whose payment named some (applies_to) is exists_with_different_terms.
 Arrays of one length, 1 to 10,000 items; item i is the i-th element of each. Invalid input anywhere
 (arrays of different lengths, a bad element) refuses the whole call naming the element (amounts[7]), and
 nothing is written. Lines are locked once each, in ascending id order, so bulk calls never deadlock with
@@ -98,7 +104,7 @@ Columns:
   item: the item's position in the arrays, from 1; rows come in item order.
   code, ledger_entry_id, outstanding, available, replayed: as record_payment returns them
     (credit.entry_result); outstanding and available are the line's after this item.
-Codes: ok, line_not_found, exists_with_different_amount
+Codes: ok, line_not_found, exists_with_different_amount, exists_with_different_terms
 Raises:
   22023: an argument is invalid; the message names it, and nothing is written.
   55P03: the line stayed locked by another transaction past the lock-wait bound (credit.lock_timeout,

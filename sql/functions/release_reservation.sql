@@ -1,6 +1,7 @@
 SET ROLE credit_owner;
 
--- Releases an active hold (order cancelled or failed).
+-- Releases an active hold (order cancelled or failed): what remains of it,
+-- if part was shipped already (converted_amount is kept).
 CREATE OR REPLACE FUNCTION credit.release_reservation(
     wholesaler_id text, retailer_id text, order_ref text, reason text DEFAULT NULL)
 RETURNS credit.release_result
@@ -9,6 +10,7 @@ DECLARE
     l credit.line;
     h credit.reservation;
     v_available numeric;
+    v_remaining numeric;
 BEGIN
     -- One cheap test passes good ids; the checks that name the argument run only when it fails.
     IF NOT coalesce(credit._id_ok(wholesaler_id) AND credit._id_ok(retailer_id) AND credit._id_ok(order_ref), false) THEN
@@ -37,13 +39,14 @@ BEGIN
                 h.id, h.status, h.released_amount, v_available, h.status = 'released')::credit.release_result;
     END IF;
 
+    v_remaining := h.amount - coalesce(h.converted_amount, 0);
     UPDATE credit.reservation r
-       SET status = 'released', released_at = now(), release_reason = reason, released_amount = h.amount
+       SET status = 'released', released_at = now(), release_reason = reason, released_amount = v_remaining
      WHERE r.line_id = h.line_id AND r.order_ref = h.order_ref;
-    UPDATE credit.line x SET reserved = x.reserved - h.amount WHERE x.id = l.id;
-    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'hold_released', order_ref, h.amount, v_available + h.amount,
-        CASE WHEN reason IS NOT NULL THEN jsonb_build_object('reason', reason) END);
-    RETURN ('ok', h.id, 'released', h.amount, v_available + h.amount, false)::credit.release_result;
+    UPDATE credit.line x SET reserved = x.reserved - v_remaining WHERE x.id = l.id;
+    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'hold_released', order_ref, v_remaining,
+                          v_available + v_remaining, CASE WHEN reason IS NOT NULL THEN jsonb_build_object('reason', reason) END);
+    RETURN ('ok', h.id, 'released', v_remaining, v_available + v_remaining, false)::credit.release_result;
 END
 $$;
 REVOKE ALL ON FUNCTION credit.release_reservation(text, text, text, text) FROM PUBLIC;

@@ -85,7 +85,9 @@ BEGIN
 
     SELECT * INTO h FROM credit.reservation r
      WHERE r.line_id = l.id AND r.order_ref = reserve_credit.order_ref;
-    v_code := coalesce(credit._replay(h.amount, v_amount), credit._refusal(l, v_amount, v_available));
+    -- A retry of the reservation as it was made replays, even after an amendment.
+    v_code := coalesce(credit._replay(coalesce(h.original_amount, h.amount), v_amount),
+                       credit._refusal(l, v_amount, v_available));
     IF v_code IN ('ok', 'exists_with_different_amount') THEN
         RETURN (v_code, h.id, h.status, h.amount, v_available, CASE WHEN v_code = 'ok' THEN 0 END,
                 v_code = 'ok')::credit.reserve_result;

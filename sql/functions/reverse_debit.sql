@@ -1,7 +1,8 @@
 SET ROLE credit_owner;
 
--- Reduces the DEBIT of order_ref (returned goods). All reversals of one debit
--- together may not exceed it.
+-- Reduces a DEBIT (returned goods), named by its ref: the order_ref of a
+-- final conversion or the shipment_ref of a shipment (the argument keeps its
+-- v1 name). All reversals of one debit together may not exceed it.
 CREATE OR REPLACE FUNCTION credit.reverse_debit(
     wholesaler_id text, retailer_id text, order_ref text, reversal_ref text, amount numeric, reason text)
 RETURNS credit.entry_result
@@ -51,7 +52,7 @@ COMMENT ON FUNCTION credit.reverse_debit(text, text, text, text, numeric, text) 
 then other open items as a payment would. All reversals of one DEBIT together may not exceed it.
 Arguments:
   wholesaler_id, retailer_id: the line.
-  order_ref: the order whose DEBIT to reduce.
+  order_ref: the DEBIT to reduce, by its ref: the order_ref of a final conversion or a shipment_ref.
   reversal_ref: the reversal: an idempotency key, unique among the line's reversals for ever.
   amount: the amount to reverse: greater than zero, at most 2 decimal places.
   reason: why, kept on the entry.

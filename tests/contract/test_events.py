@@ -196,6 +196,45 @@ def test_bulk_calls_write_each_items_event_in_item_order(dep):
     assert events[b][-1]["data"]["settlements"][0]["amount"] == "3.00"
 
 
+def test_amendments_shipments_and_remittances_are_events(dep):
+    """SPEC v1.2's orders as they happen: an amendment is hold_amended (ref:
+    the amendment's, the order in data), a shipment is debit_booked under its
+    shipment_ref, the last one ends the hold; a payment that names its
+    invoices says so, and settles them first."""
+    conn = dep.conn
+    call(conn, "open_line", W, R, 1000)
+    call(conn, "reserve_credit", W, R, "o1", 300)
+    assert call(conn, "amend_reservation", W, R, "o1", 400, "a1")["code"] == "ok"
+    assert call(conn, "amend_reservation", W, R, "o1", 2000, "a-too-much")["code"] == "insufficient_credit"
+    assert call(conn, "amend_reservation", W, R, "o1", 250, "a2")["code"] == "ok"
+    assert call(conn, "amend_reservation", W, R, "o1", 250, "a2")["replayed"]
+    assert call(conn, "convert_to_debit", W, R, "o1", 100, None, "s1")["code"] == "ok"
+    assert call(conn, "convert_to_debit", W, R, "o1", 150, None, "s2")["status"] == "converted"
+    call(conn, "reserve_credit", W, R, "o2", 100)
+    call(conn, "convert_to_debit", W, R, "o2", 60)
+    assert conn.execute("SELECT * FROM credit.record_payment(%s, %s, 'p1', 50, %s)",
+                        [W, R, ["s2"]]).fetchone()["code"] == "ok"
+    events = dep.line_feed()
+    assert brief(events) == [
+        ("line_opened", None, D(1000)), ("hold_reserved", "o1", D(300)),
+        ("hold_amended", "a1", D(400)), ("hold_amended", "a2", D(250)),
+        ("debit_booked", "s1", D(100)), ("debit_booked", "s2", D(150)),
+        ("hold_reserved", "o2", D(100)), ("debit_booked", "o2", D(60)), ("payment_recorded", "p1", D(50))]
+    data = [e["data"] for e in events]
+    assert data[2] == {"order_ref": "o1", "previous_amount": "300.00", "remaining_amount": "400.00",
+                       "hold_status": "active", "available": "600.00"}
+    assert (data[3]["previous_amount"], data[3]["remaining_amount"], data[3]["available"]) == \
+        ("400.00", "250.00", "750.00")
+    assert [(d["order_ref"], d["final"], d["hold_status"], d["remaining_amount"], d["released_amount"])
+            for d in data[4:6]] == [("o1", False, "active", "150.00", "0.00"), ("o1", False, "converted", "0.00", "0.00")]
+    assert (data[7]["final"], data[7]["released_amount"], data[7]["hold_status"]) == (True, "40.00", "converted")
+    assert data[8]["applies_to"] == ["s2"]
+    assert [(x["ref"], x["amount"]) for x in data[8]["settlements"]] == [("s2", "50.00")]  # not the older s1
+    model = FeedModel()
+    model.apply_all(dep.read(dep.feed_of(W, R)), dep.feed_of(W, R))
+    model.check_against(conn)
+
+
 # -- Time-driven events -----------------------------------------------------------------
 
 def test_an_expired_hold_is_written_by_the_first_call_on_its_line(dep):
@@ -569,7 +608,7 @@ def test_the_feed_replayed_from_zero_rebuilds_every_line(dep):
         return D(rng.randrange(low * 100, high * 100)) / 100
 
     for step in range(400):
-        r, op = rng.choice(lines), rng.randrange(14)
+        r, op = rng.choice(lines), rng.randrange(17)
         if op <= 2:
             expiry = rng.choice([None, None, dt.timedelta(milliseconds=1), dt.timedelta(hours=1)])
             call(conn, "reserve_credit", W, r, rng.choice(refs), money(), expiry)
@@ -603,6 +642,15 @@ def test_the_feed_replayed_from_zero_rebuilds_every_line(dep):
                 items = [(w, x, f"q{step}.{i}", a) for i, (w, x, _, a) in enumerate(items)]
             conn.execute(f"SELECT * FROM credit.{batch}(%s::text[], %s::text[], %s::text[], %s::numeric[])",
                          [list(col) for col in zip(*items)]).fetchall()
+        elif op == 14:
+            call(conn, "amend_reservation", W, r, rng.choice(refs), money(), f"a{step}")
+        elif op == 15:
+            call(conn, "convert_to_debit", W, r, rng.choice(refs), rng.choice([None, money(1, 80)]), None,
+                 f"s{step}")
+        elif op == 16:
+            named = rng.sample(refs + [f"s{i}" for i in range(step)], k=min(step, rng.randrange(1, 3)))
+            conn.execute("SELECT * FROM credit.record_payment(%s, %s, %s, %s, %s)",
+                         [W, r, f"r{step}", money(), named]).fetchone()
         else:
             time.sleep(0.01)
             conn.execute("SELECT credit.expire_reservations()")
@@ -614,6 +662,8 @@ def test_the_feed_replayed_from_zero_rebuilds_every_line(dep):
     call(conn, "set_overdue_policy", W, r, None)
     call(conn, "reserve_credit", W, r, "last", 10)
     call(conn, "reserve_credit", W, r, "last-2", 10, dt.timedelta(milliseconds=1))
+    assert call(conn, "amend_reservation", W, r, "last", 20, "last-a")["code"] == "ok"
+    call(conn, "convert_to_debit", W, r, "last", 5, None, "last-s")
     call(conn, "convert_to_debit", W, r, "last")
     assert call(conn, "reverse_debit", W, r, "last", "last-rv", 5, "returned")["code"] == "ok"
     call(conn, "reserve_credit", W, r, "last-3", 10)
@@ -630,7 +680,7 @@ def test_the_feed_replayed_from_zero_rebuilds_every_line(dep):
         model.apply_all(dep.read(feed), feed)
     assert set(model.lines) == {(W, r) for r in lines}
     kinds = {e["kind"] for feed in dep.feeds for e in dep.read(feed)}
-    assert kinds >= {"line_opened", "hold_reserved", "hold_released", "hold_expired", "debit_booked",
+    assert kinds >= {"line_opened", "hold_reserved", "hold_amended", "hold_released", "hold_expired", "debit_booked",
                      "payment_recorded", "debit_reversed", "balance_adjusted", "limit_changed",
                      "temporary_limit_ended", "line_blocked", "line_unblocked", "overdue_policy_set"}
     model.check_against(conn)

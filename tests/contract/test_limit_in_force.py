@@ -19,7 +19,7 @@ CHECKED = {
     "functions": {"open_line", "set_credit_limit", "get_available", "can_reserve", "list_lines",
                   "reserve_credit", "release_reservation", "convert_to_debit", "record_payment",
                   "reverse_debit", "adjust_balance", "reserve_credit_batch", "convert_to_debit_batch",
-                  "record_payment_batch"},
+                  "record_payment_batch", "amend_reservation"},
     "views": {"line_summary", "monitor_lines", "monitor_book", "monitor_totals"},
 }
 # A column that shows a limit, or a figure computed from one.
@@ -114,6 +114,15 @@ class Line:
         self.moves("reserve_credit_batch", [W], [R], [f"{phase}-b"], [20], by=D(20))
         self.moves("convert_to_debit_batch", [W], [R], [f"{phase}-b"])
         self.moves("record_payment_batch", [W], [R], [f"{phase}-bpay"], [3], by=D(-3))
+        self.moves("reserve_credit", W, R, f"{phase}-3", 40, by=D(40))
+        self.moves("amend_reservation", W, R, f"{phase}-3", 65, f"{phase}-up", by=D(25))
+        refused = self.conn.execute("SELECT * FROM credit.amend_reservation(%s, %s, %s, %s, %s)",
+                                    [W, R, f"{phase}-3", 65 + self.available + 1, f"{phase}-big"]).fetchone()
+        assert (refused["code"], refused["available"], refused["shortfall"]) == \
+            ("insufficient_credit", self.available, 1), refused
+        self.moves("amend_reservation", W, R, f"{phase}-3", 30, f"{phase}-down", by=D(-35))
+        self.moves("convert_to_debit", W, R, f"{phase}-3", 10, None, f"{phase}-3/1")  # reserved becomes outstanding
+        self.moves("record_payment", W, R, f"{phase}-remit", 4, [f"{phase}-3/1"], by=D(-4))
 
 
 def test_reads_and_results_use_the_limit_in_force(conn):

@@ -40,13 +40,21 @@ def test_order_and_receivables_screen_examples(dsn, conn, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "order-2 800.00 active"
     assert out[2].startswith("1200.00 1200.00 ")
-    assert out[3:] == ["kiosk 0.00 1200.00 1200.00", "refused: unpaid invoices are past due", "ok"]
+    assert out[3:] == ["kiosk 0.00 1200.00 1200.00", "refused: unpaid invoices are past due", "ok",
+                       "converted 500.00 0.00", "1100.00 1100.00 600.00"]  # amended, shipped in two, remitted
     statements = [s.strip() for s in re.sub(r"--.*", "", block("sql", section)).split(";") if s.strip()]
     results = [conn.execute(s).fetchall() for s in statements]
     assert [r["order_ref"] for r in results[0]] == ["order-2", "order-3"]
     assert results[2][0]["code"] == "ok" and results[3][0]["retailer_id"] == "kiosk"
     assert results[4][0]["past_due"] == 0
     assert results[6][0]["code"] == results[7][0]["code"] == "ok"
+    assert [r[0]["code"] for r in results[8:]] == ["ok"] * 6
+    assert (results[9][0]["amount"], results[9][0]["previous_amount"]) == (Decimal("450.00"), Decimal("400.00"))
+    assert (results[10][0]["status"], results[10][0]["remaining_amount"]) == ("active", Decimal("150.00"))
+    assert (results[11][0]["status"], results[11][0]["debited_amount"]) == ("converted", Decimal("150.00"))
+    owed = conn.execute("SELECT e.ref, o.unpaid FROM credit.open_item o JOIN credit.ledger_entry e ON e.id = o.entry_id"
+                        " WHERE e.ref LIKE 'order-5/%'").fetchall()
+    assert [(r["ref"], r["unpaid"]) for r in owed] == [("order-5/1", Decimal("280.00"))]  # the remittance paid /2
 
 def test_bulk_call_examples(dsn, conn, capsys):
     conn.execute("SELECT credit.open_line('acme', 'corner-store', 100000)")

@@ -213,7 +213,7 @@ def test_get_reservation_every_state(conn):
     row = call(conn, "get_reservation", W, R, "o")
     assert list(row) == ["code", "reservation_id", "status", "amount", "expires_at", "created_at", "released_at",
                          "release_reason", "converted_at", "converted_amount", "released_amount",
-                         "ledger_entry_id", "due_date"]
+                         "ledger_entry_id", "due_date", "remaining_amount"]  # v1.2 added the last
     assert (row["status"], row["converted_amount"], row["released_amount"], row["due_date"]) == \
         ("converted", D(60), D(40), dt.date(2030, 1, 31))
     call(conn, "reserve_credit", W, R, "c", 10)

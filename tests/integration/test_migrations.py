@@ -9,10 +9,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from support.db import private_server
 from pgcredit.migrate import OBJECT_FOLDERS, migrate, object_files, sql_dir
@@ -259,3 +262,105 @@ def test_non_superuser_owner_with_createrole_on_a_new_cluster(cluster):
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
             assert conn.execute("SELECT code FROM credit.open_line('w', 'r', 5)").fetchone() == ("ok",)
+
+
+def _v11_reads(conn) -> dict:
+    """Everything a v1.1 caller reads of the book written by _v11_book."""
+    def rows(sql, *args):
+        return [dict(r) for r in conn.execute(sql, args)]
+
+    out = {"reconcile": rows("SELECT * FROM credit.reconcile()"),
+           "lines": rows("SELECT * FROM credit.list_lines('w')"),
+           # oldest_active_hold_age grows while the test runs
+           "summary": rows("SELECT line_id, reserved, outstanding, available, active_holds, overdue_amount "
+                           "FROM credit.line_summary ORDER BY line_id"),
+           "aging": rows("SELECT * FROM credit.aging(current_date + 45)")}
+    for r in ("r1", "r2"):
+        out[f"available {r}"] = rows("SELECT * FROM credit.get_available('w', %s)", r)
+        out[f"statement {r}"] = rows("SELECT * FROM credit.statement('w', %s, current_date - 1, current_date)", r)
+        for status in ("active", "released", "converted", "expired", None):
+            out[f"list {r} {status}"] = rows("SELECT * FROM credit.list_reservations('w', %s, %s)", r, status)
+        for ref in ("held", "soon", "whole", "part", "cancelled", "swept", "batch1", "batch2"):
+            out[f"hold {r} {ref}"] = rows("SELECT * FROM credit.get_reservation('w', %s, %s)", r, ref)
+    return out
+
+
+def _v11_book(conn) -> None:
+    """A book written through the v1.1 API: every kind of hold and entry."""
+    for r in ("r1", "r2"):
+        conn.execute("SELECT credit.open_line('w', %s, 10000)", [r])
+        for ref, amount in (("held", 100), ("whole", 300), ("part", 400), ("cancelled", 50)):
+            conn.execute("SELECT credit.reserve_credit('w', %s, %s, %s)", [r, ref, amount])
+        conn.execute("SELECT credit.reserve_credit('w', %s, 'soon', 70, interval '1 hour')", [r])
+        conn.execute("SELECT credit.reserve_credit('w', %s, 'swept', 60, interval '1 millisecond')", [r])
+        conn.execute("SELECT credit.convert_to_debit('w', %s, 'whole', NULL, current_date - 40)", [r])
+        conn.execute("SELECT credit.convert_to_debit('w', %s, 'part', 250)", [r])  # v1 partial: 150 released
+        conn.execute("SELECT credit.release_reservation('w', %s, 'cancelled', 'out of stock')", [r])
+        conn.execute("SELECT credit.record_payment('w', %s, 'pay', 120)", [r])
+        conn.execute("SELECT credit.reverse_debit('w', %s, 'part', 'ret', 50, 'damaged')", [r])
+        conn.execute("SELECT credit.adjust_balance('w', %s, 'fee', 5, 'late fee')", [r])
+    conn.execute("SELECT * FROM credit.reserve_credit_batch('{w,w}', '{r1,r1}', '{batch1,batch2}', '{10,20}')")
+    conn.execute("SELECT * FROM credit.convert_to_debit_batch('{w}', '{r1}', '{batch1}')")
+    conn.execute("SELECT * FROM credit.record_payment_batch('{w}', '{r2}', '{pay2}', '{7}')")
+    conn.execute("SELECT credit.set_overdue_policy('w', 'r2', 30, 0, 'terms')")
+    time.sleep(0.01)
+    conn.execute("SELECT credit.expire_reservations()")  # 'swept' is expired as v1.1 marked it
+
+
+def test_a_v11_book_upgraded_to_orders_reads_the_same_and_goes_on(cluster, tmp_path):
+    """A book written by the release before migration 0007 (its migrations and
+    function files, from git), upgraded: every v1.1 read gives what it gave,
+    with two differences SPEC v1.2 brings (remaining_amount, a trailing column;
+    an expired hold's released_amount, which v1.1 left NULL, is what its
+    expiry released); reconcile is clean; the old keys replay and the new
+    calls work on the old holds and debits."""
+    k = next(i for i, m in enumerate(MIGRATIONS) if m.name == "0007_add_order_changes.sql")
+    db = cluster.create_database(template=None)
+    try:
+        dsn = cluster.dsn(db)
+        migrate(dsn, release(k, tmp_path / "before"))
+        with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+            _v11_book(conn)
+            before = _v11_reads(conn)
+        assert before["reconcile"] == [] and before["hold r1 swept"][0]["status"] == "expired"
+        assert migrate(dsn).applied == [m.stem for m in MIGRATIONS[k:]]
+        with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+            after = _v11_reads(conn)
+            assert after.keys() == before.keys()
+            for key, rows in after.items():
+                assert len(rows) == len(before[key]), key
+                for old, new in zip(before[key], rows):
+                    if "remaining_amount" in new:
+                        assert list(new)[-1] == "remaining_amount" and key.startswith(("hold", "list"))
+                        new = {c: v for c, v in new.items() if c != "remaining_amount"}
+                    if key.endswith(" swept") and key.startswith("hold"):
+                        assert (old["released_amount"], new["released_amount"]) == (None, Decimal(60))
+                        new = {**new, "released_amount": None}
+                    assert new == old, key
+            assert after["hold r1 held"][0]["remaining_amount"] == Decimal(100)
+            assert after["hold r1 part"][0]["remaining_amount"] == Decimal(0)
+
+            def one(sql, *args):
+                return conn.execute(sql, args).fetchone()
+
+            # Old keys replay exactly as they did (a v1 partial conversion: NULL meant the whole hold).
+            assert one("SELECT code, replayed FROM credit.reserve_credit('w', 'r1', 'held', 100)") == \
+                {"code": "ok", "replayed": True}
+            assert one("SELECT code FROM credit.convert_to_debit('w', 'r1', 'part', 250)")["code"] == "ok"
+            assert one("SELECT code FROM credit.convert_to_debit('w', 'r1', 'part')")["code"] == \
+                "exists_with_different_amount"
+            assert one("SELECT replayed FROM credit.record_payment('w', 'r1', 'pay', 120)")["replayed"] is True
+            assert one("SELECT code FROM credit.record_payment('w', 'r1', 'pay', 120, '{whole}')")["code"] == \
+                "exists_with_different_terms"
+            # The new calls on old holds and debits.
+            assert one("SELECT code, remaining_amount FROM credit.amend_reservation('w', 'r1', 'held', 150, 'a1')") \
+                == {"code": "ok", "remaining_amount": Decimal(150)}
+            shipped = one("SELECT code, status, remaining_amount FROM credit.convert_to_debit('w', 'r1', 'held', 40,"
+                          " NULL, 'held/1')")
+            assert shipped == {"code": "ok", "status": "active", "remaining_amount": Decimal(110)}
+            assert one("SELECT code FROM credit.record_payment('w', 'r1', 'remit', 100, '{part,held/1}')")["code"] \
+                == "ok"
+            assert one("SELECT code FROM credit.release_reservation('w', 'r1', 'soon')")["code"] == "ok"
+            assert conn.execute("SELECT * FROM credit.reconcile()").fetchall() == []
+    finally:
+        cluster.drop_database(db)

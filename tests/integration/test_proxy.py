@@ -32,8 +32,8 @@ from pgcredit.tools.reference import read_catalog, render
 from pgcredit.migrate import IsAProxy
 from pgcredit.partitions import PartitionSetupError, location, migrate_partitions, partition_of
 from support.reliability import (
-    check_t1, contention, contention_report, database_violations, history_violations, report,
-    unlock_reserve_credit,
+    check_t1, contention, contention_report, database_violations, history_violations, order_contention,
+    order_contention_report, order_violations, report, unlock_reserve_credit,
 )
 
 W = "w"
@@ -657,6 +657,23 @@ def test_t1_through_the_proxy_catches_an_unlocked_reserve_credit(cluster, proxy,
     report(contention_report(f"T1 self-check through the proxy, unlocked reserve_credit, pg{cluster.major} "
                              "(16 x 60)", history, violations))
     assert history.counts["sampled_overspend"] > 0 and violations
+
+
+def test_t1_orders_through_the_proxy(cluster, proxy, px, parts):
+    """T1 for orders (amendments racing reservations, shipments racing
+    releases) through the proxy, checked through it and behind it."""
+    hot, cold = t1_lines(px)
+    history = order_contention(proxy.dsn, workers=16, ops=100, hot=hot, cold=cold)
+    client = CreditClient(proxy.dsn)
+    violations = order_violations(px, client, history.acks) + history.errors
+    client.close()
+    for c in parts:
+        violations += [f"partition reconcile: {r['check_name']}" for r in c.execute("SELECT * FROM credit.reconcile()")]
+    report(order_contention_report(f"T1 orders through a {PARTITIONS}-partition proxy pg{cluster.major} (16 x 100)",
+                                   history, violations))
+    assert violations == [] and history.counts["sampled_overspend"] == 0
+    codes = collections.Counter((a.op, a.result.code) for a in history.acks)
+    assert codes[("amend", "ok")] > 0 and codes[("ship", "ok")] > 0
 
 
 def test_the_proxys_plpgsql_passes_plpgsql_check(cluster, px):

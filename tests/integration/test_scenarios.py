@@ -88,7 +88,7 @@ def test_scenario_3_catches_a_conversion_that_does_not_replay(dsn, conn, client)
     """Self-check: a convert_to_debit that no longer recognises its own
     conversion answers the retry after a lost acknowledgement with
     a refusal, and the caller cannot tell it succeeded."""
-    install_variant(conn, "convert_to_debit.sql", ("ELSIF h.status = 'converted' THEN",
+    install_variant(conn, "convert_to_debit.sql", ("ELSIF h.status = 'converted' AND shipment_ref IS NULL THEN",
                                                    "ELSIF h.status = 'converted' AND false THEN"))
     with pytest.raises(CreditRefused):
         interrupted_conversion(dsn, conn, client, "after_commit_ack_lost")

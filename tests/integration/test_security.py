@@ -149,7 +149,7 @@ def test_no_dynamic_sql(conn):
     assert rows == []
 
 
-@pytest.mark.parametrize("table", ["ledger_entry", "line_event", "settlement"])
+@pytest.mark.parametrize("table", ["ledger_entry", "line_event", "settlement", "amendment"])
 @pytest.mark.parametrize("stmt", ["UPDATE credit.{t} SET created_at = now()", "DELETE FROM credit.{t}",
                                   "TRUNCATE credit.{t} CASCADE"])
 @pytest.mark.parametrize("who", ["superuser", "credit_owner", "replica_mode"])
@@ -157,6 +157,8 @@ def test_history_is_append_only_for_everyone(conn, table, stmt, who):
     call(conn, "open_line", "w", "r", 100)
     call(conn, "adjust_balance", "w", "r", "fee", 5, "late fee")
     call(conn, "record_payment", "w", "r", "p", 5)  # settles the fee: one settlement row
+    call(conn, "reserve_credit", "w", "r", "o", 10)
+    call(conn, "amend_reservation", "w", "r", "o", 20, "o+10")  # one amendment row
     before = conn.execute(f"SELECT count(*) FROM credit.{table}").fetchone()["count"]
     if who == "credit_owner":
         conn.execute("SET ROLE credit_owner")

@@ -206,6 +206,7 @@ REPLAYS = [
     ("record_payment", (R, "p1", D(5))),
     ("reverse_debit", (R, "o3", "v1", D(1), "returned")),
     ("adjust_balance", (R, "a1", D(1), "fee")),
+    ("amend_reservation", (R, "o4", D(12), "m1")),
 ]
 BATCH_REPLAYS = [
     ("reserve_credit_batch", [(R, "b1", D(1))]),
@@ -219,7 +220,7 @@ def replays_answered_without_the_standby(dsn: str, local: CreditClient, w: str) 
     a replay's answer is a false acknowledgement too if it comes without
     waiting (the first call's commit may be on the primary only)."""
     for name, args in [("open_line", (R, D(1000))), ("reserve_credit", (R, "o2", D(10))),
-                       ("reserve_credit", (R, "o3", D(10))), *REPLAYS]:
+                       ("reserve_credit", (R, "o3", D(10))), ("reserve_credit", (R, "o4", D(10))), *REPLAYS]:
         getattr(local, name)(w, *args)
     for name, items in BATCH_REPLAYS:
         getattr(local, name)([(w, *item) for item in items])

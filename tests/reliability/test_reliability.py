@@ -14,8 +14,9 @@ from pgcredit import migrate
 from support.mutation import install_variant
 from support.reliability import (
     RELEASE_NOT_DONE, RELEASE_UNTOLD, check_t1, contention, contention_report, database_violations, fault_report,
-    fault_violations, faults, history_violations, orders, replay_reported_as_new, report, unlock_reserve_credit,
-    unlock_reserve_credit_batch,
+    fault_violations, faults, history_violations, order_contention, order_contention_report, order_violations,
+    orders, replay_reported_as_new, report, unlock_amend_reservation, unlock_reserve_credit,
+    unlock_reserve_credit_batch, unlock_shipments,
 )
 
 
@@ -108,6 +109,49 @@ def test_t2_retrying_under_a_new_key_books_twice(cluster, fault_server):
         found = fault_violations(conn, history)
     report(fault_report(f"T2 self-check, retries under a new key, pg{cluster.major} (6 s)", history, found, []))
     assert found["duplicate"]
+
+
+def test_t1_orders_amend_ship_and_release_under_contention(cluster, dsn, conn, client, long_run):
+    """SPEC v1.2 under contention: raises and cuts race new orders on nearly
+    full lines, shipments race releases and final conversions of the same
+    holds. No credit is spent twice, no cut is refused, no raise is granted
+    beyond what was available, and every total is what the answers imply."""
+    ops = 2000 if long_run else 150
+    history = order_contention(dsn, workers=16, ops=ops)
+    violations = order_violations(conn, client, history.acks) + history.errors
+    report(order_contention_report(f"T1 orders pg{cluster.major} (16 x {ops})", history, violations))
+    assert violations == [] and history.counts["sampled_overspend"] == 0
+    codes = collections.Counter((a.op, a.result.code) for a in history.acks)
+    for op, code in (("amend", "ok"), ("amend", "insufficient_credit"), ("ship", "ok"), ("release", "ok"),
+                     ("convert", "ok"), ("payment", "ok"), ("reserve", "insufficient_credit")):
+        assert codes[(op, code)] > 0, (op, code)
+    cuts = [a for a in history.acks if a.op == "amend" and a.result.code == "ok" and a.amount < a.result.previous_amount]
+    assert cuts and history.counts["samples"] > 10
+
+
+def test_t1_orders_checker_catches_an_unlocked_amend_reservation(cluster, dsn, conn, client):
+    """The same checker against an amend_reservation that checks a raise on
+    the line read without its lock: raises race each other past the limit."""
+    unlock_amend_reservation(conn)
+    history = order_contention(dsn, workers=16, ops=60, weights=[10, 60, 5, 5, 0, 5, 15, 0])
+    violations = order_violations(conn, client, history.acks) + history.errors
+    report(order_contention_report(f"T1 orders self-check, unlocked amend_reservation, pg{cluster.major} (16 x 60)",
+                                   history, violations))
+    assert violations
+    assert history.counts["sampled_overspend"] > 0 or any("raise" in v or "over_limit" in v for v in violations)
+
+
+def test_t1_orders_checker_catches_shipments_racing_releases_unlocked(cluster, dsn, conn, client):
+    """The same checker against a convert_to_debit that books a shipment on a
+    hold read without the line lock: a release in between frees what the
+    shipment then debits as well."""
+    unlock_shipments(conn)
+    history = order_contention(dsn, workers=16, ops=60, weights=[25, 0, 0, 40, 0, 35, 0, 0])
+    violations = order_violations(conn, client, history.acks) + history.errors
+    report(order_contention_report(f"T1 orders self-check, shipments unlocked, pg{cluster.major} (16 x 60)",
+                                   history, violations))
+    assert any(v.startswith(("hold ", "line ", "reconcile: hold_state", "reconcile: reserved_total"))
+               for v in violations), violations[:5]
 
 
 @pytest.mark.parametrize("kind, variant", [("phantom", RELEASE_UNTOLD), ("lost", RELEASE_NOT_DONE)])

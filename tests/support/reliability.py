@@ -630,6 +630,246 @@ def unlock_reserve_credit(conn: psycopg.Connection) -> None:
                      "    INSERT INTO credit.reservation (line_id, order_ref, amount, expires_at)\n    VALUES"))
 
 
+# -- T1 for orders as they happen (SPEC v1.2) ------------------------------------------
+#
+# Amendments race reservations on nearly full lines, shipments race releases
+# and final conversions of the same holds, payments (some naming invoices)
+# free credit. Acknowledgements are kept as above: op amend (ref: the
+# amend_ref, logical: the order) and ship (ref: the shipment_ref, logical:
+# the order) join reserve, convert (final), release and payment.
+
+ORDER_OPS = ["reserve", "raise", "cut", "ship", "final", "release", "payment", "remit"]
+ORDER_WEIGHTS = [22, 22, 10, 16, 4, 8, 12, 6]
+ORDER_LIMITS = {HOT: D(3_000), **{c: D(1_500) for c in COLD}}
+REFUSALS = ("insufficient_credit", "line_blocked", "overdue")
+
+
+class OrderPools:
+    """The holds workers act on (with the amount last seen), and the DEBITs."""
+
+    def __init__(self) -> None:
+        self.holds: dict[tuple[str, str], D] = {}
+        self.debits: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def pick(self, rng: random.Random):
+        with self.lock:
+            return rng.choice(list(self.holds.items())) if self.holds else None
+
+    def seen(self, hold: tuple[str, str], amount: D | None) -> None:
+        with self.lock:
+            if amount is None:
+                self.holds.pop(hold, None)
+            elif hold in self.holds:
+                self.holds[hold] = amount
+
+    def add(self, hold: tuple[str, str], amount: D) -> None:
+        with self.lock:
+            self.holds[hold] = amount
+
+    def debit(self, line: str, ref: str) -> None:
+        with self.lock:
+            self.debits.append((line, ref))
+
+    def pick_debit(self, rng: random.Random, line: str):
+        with self.lock:
+            mine = [ref for dline, ref in self.debits if dline == line]
+            return rng.choice(mine) if mine else None
+
+
+def order_contention(dsn: str, workers: int, ops: int, seed: int = 1, hot: str = HOT,
+                     cold: list[str] = COLD, weights: list[int] | None = None) -> History:
+    """T1 for orders: `workers` threads x `ops` operations on 1 hot and 4 cold
+    lines kept nearly full: new orders, raises and cuts of existing ones,
+    shipments in parts, final conversions and releases of the same holds,
+    payments (some naming an invoice)."""
+    history, pools = History(), OrderPools()
+    open_lines(dsn, {hot: ORDER_LIMITS[HOT], **{c: ORDER_LIMITS[COLD[0]] for c in cold}})
+    sampler = Sampler(dsn, history)
+    sampler.start()
+
+    def worker(w: int) -> None:
+        rng = random.Random(seed * 1000 + w)
+        client = CreditClient(dsn)
+        for k in range(ops):
+            op = rng.choices(ORDER_OPS, weights or ORDER_WEIGHTS)[0]
+            line = hot if rng.random() < 0.5 else rng.choice(cold)
+            try:
+                order_step(client, history, pools, rng, op, line, f"{w}-{k}")
+            except CreditError as exc:
+                history.error(f"{op}: {exc!r}")
+        client.close()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sampler.stop.set()
+    sampler.join()
+    history.count("seconds", round(time.monotonic() - started))
+    return history
+
+
+def order_step(client, history: History, pools: OrderPools, rng: random.Random, op: str, line: str,
+               key: str) -> None:
+    if op == "reserve":
+        ref, amount = f"r{key}", D(rng.randrange(100, 900))
+        res = client.reserve_credit(W, line, ref, amount, check=False)
+        history.ack("reserve", line, ref, amount, res)
+        if res.code == "ok" and not res.replayed:
+            pools.add((line, ref), amount)
+        return
+    if op in ("payment", "remit"):
+        owed = client.get_available(W, line).outstanding
+        if owed <= 0:
+            return
+        ref, amount = f"p{key}", min(owed, D(rng.randrange(100, 1200)))
+        named = pools.pick_debit(rng, line) if op == "remit" else None
+        res = client.record_payment(W, line, ref, amount, [named] if named else None, check=False)
+        history.ack("payment", line, ref, amount, res)
+        return
+    picked = pools.pick(rng)
+    if picked is None:
+        return
+    (hline, order), known = picked
+    if op in ("raise", "cut"):
+        change = D(rng.randrange(50, 700))
+        amount = known + change if op == "raise" else max(known - change, D("10.00"))
+        ref = f"m{key}"
+        res = client.amend_reservation(W, hline, order, amount, ref, check=False)
+        history.ack("amend", hline, ref, amount, res, logical=order)
+        pools.seen((hline, order), res.amount if res.status == "active" else None)
+    elif op == "ship":
+        ref, amount = f"s{key}", D(rng.randrange(10, 400))
+        res = client.convert_to_debit(W, hline, order, amount, shipment_ref=ref, check=False)
+        history.ack("ship", hline, ref, amount, res, logical=order)
+        if res.code == "ok" and not res.replayed:
+            pools.debit(hline, ref)
+        if res.code not in ("ok", "exceeds_reservation_amount") or res.status != "active":
+            pools.seen((hline, order), None)
+    elif op == "final":
+        res = client.convert_to_debit(W, hline, order, check=False)
+        history.ack("convert", hline, order, None, res)
+        if res.code == "ok" and not res.replayed and res.debited_amount:
+            pools.debit(hline, order)
+        pools.seen((hline, order), None)
+    elif op == "release":
+        res = client.release_reservation(W, hline, order, "cancelled", check=False)
+        history.ack("release", hline, order, None, res)
+        pools.seen((hline, order), None)
+
+
+@dataclass
+class OrderFigures:
+    amount: D = D(0)
+    converted: D = D(0)
+    ended: bool = False
+
+
+def order_model(acks: list[Ack]) -> tuple[dict[str, tuple[D, D]], dict[tuple[str, str], OrderFigures]]:
+    """Each line's (reserved, outstanding) and each hold's figures, as the
+    acknowledged history implies, in any order of acknowledgement: a granted
+    amendment moves its hold by new - previous, a shipment or conversion
+    adds what it debited, and a hold ends with a release, a final conversion,
+    or the shipment or cut that left nothing to hold."""
+    holds: dict[tuple[str, str], OrderFigures] = collections.defaultdict(OrderFigures)
+    outstanding: dict[str, D] = collections.defaultdict(D)
+    for a in acks:
+        r = a.result
+        if r.code != "ok" or r.replayed:
+            continue
+        if a.op == "payment":
+            outstanding[a.line] -= a.amount
+            continue
+        hold = holds[(a.line, a.logical)]
+        if a.op == "reserve":
+            hold.amount += r.amount
+        elif a.op == "amend":
+            hold.amount += r.amount - r.previous_amount
+            hold.ended |= r.status == "converted"
+        elif a.op in ("ship", "convert"):
+            hold.converted += r.debited_amount
+            outstanding[a.line] += r.debited_amount
+            hold.ended |= r.status == "converted"
+        elif a.op == "release":
+            hold.ended = True
+    reserved: dict[str, D] = collections.defaultdict(D)
+    for (line, _), h in holds.items():
+        if not h.ended:
+            reserved[line] += h.amount - h.converted
+    lines = set(reserved) | set(outstanding) | {a.line for a in acks}
+    return {line: (reserved[line], outstanding[line]) for line in lines}, dict(holds)
+
+
+def order_violations(conn: psycopg.Connection, client: CreditClient, acks: list[Ack]) -> list[str]:
+    """What the acknowledgements and the database say against the rules: a
+    cut refused for credit, a raise granted beyond what was available, a
+    hold shipped or converted beyond its amount, totals or holds other than
+    the history implies, reconcile's findings."""
+    found = []
+    applied: collections.Counter = collections.Counter()
+    for a in acks:
+        r = a.result
+        if a.op == "amend" and r.code in REFUSALS and a.amount <= r.amount:
+            found.append(f"cut of {a.line}/{a.logical} to {a.amount} refused with {r.code} (hold at {r.amount})")
+        if a.op == "amend" and r.code == "ok" and not r.replayed and r.amount > r.previous_amount \
+                and r.available < 0:
+            found.append(f"raise of {a.line}/{a.logical} to {r.amount} left available {r.available}")
+        if r.code == "ok" and not r.replayed:
+            applied[(a.op, a.line, a.ref)] += 1
+    found += [f"{op} {line}/{ref} applied {n} times" for (op, line, ref), n in applied.items() if n > 1]
+    lines, holds = order_model(acks)
+    cur = conn.cursor(row_factory=tuple_row)
+    for name, reserved, outstanding in cur.execute(
+            f"SELECT retailer_id, reserved, outstanding FROM {lines_relation(conn)} WHERE wholesaler_id = %s", [W]):
+        want = lines.get(name, (D(0), D(0)))
+        if (reserved, outstanding) != want:
+            found.append(f"line {name}: reserved/outstanding {reserved}/{outstanding}, history implies "
+                         f"{want[0]}/{want[1]}")
+    for (line, order), h in holds.items():
+        got = client.get_reservation(W, line, order, check=False)
+        converted = got.converted_amount or D(0)
+        if (got.amount, converted, got.status != "active") != (h.amount, h.converted, h.ended) \
+                or converted > got.amount:
+            found.append(f"hold {line}/{order}: amount {got.amount}, converted {converted}, {got.status}; history "
+                         f"implies {h.amount}, {h.converted}, {'ended' if h.ended else 'active'}")
+    found += [f"reconcile: {r[0]} {r[1]}/{r[2]} {r[5]}" for r in cur.execute("SELECT * FROM credit.reconcile()")]
+    return found
+
+
+def order_contention_report(name: str, history: History, violations: list[str]) -> str:
+    codes = collections.Counter((a.op, a.result.code) for a in history.acks)
+    raises = [a for a in history.acks if a.op == "amend" and a.amount > a.result.amount and a.result.code != "ok"]
+    return (f"{name}: {len(history.acks)} ops acknowledged in {history.counts['seconds']} s, "
+            f"{codes[('amend', 'ok')]} amendments granted and {len(raises)} raises refused, "
+            f"{codes[('ship', 'ok')]} shipments, {codes[('release', 'ok')]} releases, "
+            f"{codes[('ship', 'reservation_released')]} shipments refused on a released hold, "
+            f"{history.counts['samples']} exposure samples, violations {len(violations)}")
+
+
+def unlock_amend_reservation(conn: psycopg.Connection) -> None:
+    """A deliberately broken variant, for self-checks, in this database only:
+    amend_reservation checks a raise against the line read without its row
+    lock, with the gap between check and write widened as a loaded machine
+    would."""
+    install_variant(conn, "_lock_line.sql", ("FOR NO KEY UPDATE", ""))
+    install_variant(conn, "amend_reservation.sql",
+                    ("    INSERT INTO credit.amendment (line_id, amend_ref, order_ref, previous_amount, new_amount)",
+                     "    PERFORM pg_sleep(0.02);\n"
+                     "    INSERT INTO credit.amendment (line_id, amend_ref, order_ref, previous_amount, new_amount)"))
+
+
+def unlock_shipments(conn: psycopg.Connection) -> None:
+    """A deliberately broken variant, for self-checks, in this database only:
+    convert_to_debit reads the hold with the line unlocked and books the
+    shipment after a gap, so a release of the same hold can come between."""
+    install_variant(conn, "_lock_line.sql", ("FOR NO KEY UPDATE", ""))
+    install_variant(conn, "convert_to_debit.sql",
+                    ("    RETURN credit._book_debit(", "    PERFORM pg_sleep(0.02);\n    RETURN credit._book_debit("))
+
+
 def replay_reported_as_new(conn: psycopg.Connection) -> None:
     """A deliberately broken variant, for self-checks, in this database only:
     reserve_credit books a key once, as it should, but answers a replay of it

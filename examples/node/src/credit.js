@@ -35,7 +35,16 @@ const SQL = {
   convert_to_debit: `SELECT * FROM credit.convert_to_debit(wholesaler_id => $1::text, retailer_id => $2::text,
                        order_ref => $3::text, amount => $4::numeric, due_date => $5::date)`,
   get_available: `SELECT * FROM credit.get_available(wholesaler_id => $1::text, retailer_id => $2::text)`,
+  amend_reservation: `SELECT * FROM credit.amend_reservation(wholesaler_id => $1::text, retailer_id => $2::text,
+                        order_ref => $3::text, amount => $4::numeric, amend_ref => $5::text)`,
+  // A shipment: convert_to_debit with a shipment_ref (without one it is the final conversion, deliver).
+  ship: `SELECT * FROM credit.convert_to_debit(wholesaler_id => $1::text, retailer_id => $2::text,
+           order_ref => $3::text, amount => $4::numeric, due_date => $5::date, shipment_ref => $6::text)`,
 };
+
+// The idempotency key among each call's arguments, for the retry log: the
+// order_ref (third), unless the call has a key of its own.
+const KEY_ARG = { amend_reservation: 4, ship: 5 };
 
 // Lock timeout, deadlock, serialization failure, statement timeout or cancel,
 // server shutting down or backend terminated (as the Python client decides).
@@ -124,7 +133,7 @@ async function attemptOnce(pool, fn, args) {
  * answer came with the warning of an unconfirmed commit.
  */
 export async function call(pool, fn, args, { retry = DEFAULT_RETRY, log = defaultLog } = {}) {
-  const key = args[2] ?? null;
+  const key = args[KEY_ARG[fn] ?? 2] ?? null;
   for (let attempt = 1; ; attempt++) {
     let answer;
     try {

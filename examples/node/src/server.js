@@ -1,6 +1,7 @@
-// The order service: place (reserve), cancel (release) and deliver (convert)
-// an order over HTTP. Every decision is the database's; this file maps
-// requests to function calls and result codes to HTTP statuses.
+// The order service: place (reserve), amend, ship in parts, cancel (release)
+// and deliver (the final conversion) an order over HTTP. Every decision is
+// the database's; this file maps requests to function calls and result codes
+// to HTTP statuses.
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { Busy, DEFAULT_RETRY, OutcomeUnknown, call, createPool, defaultLog, isInvalidInput } from './credit.js';
@@ -49,6 +50,17 @@ const ROUTES = [
   ['POST', /^\/orders\/([^/]+)\/deliver$/, ([ref], body) => {
     const [w, r, amount, dueDate] = fields(body, ['wholesaler_id', 'retailer_id', 'amount', 'due_date']);
     return { fn: 'convert_to_debit', args: [w, r, ref, amount, dueDate] };
+  }],
+  // Orders as they happen: the order's new total (a raise is checked like a
+  // new order, a cut always goes through), and one shipment of part of it.
+  ['POST', /^\/orders\/([^/]+)\/amend$/, ([ref], body) => {
+    const [w, r, amount, amendRef] = fields(body, ['wholesaler_id', 'retailer_id', 'amount', 'amend_ref']);
+    return { fn: 'amend_reservation', args: [w, r, ref, amount, amendRef] };
+  }],
+  ['POST', /^\/orders\/([^/]+)\/ship$/, ([ref], body) => {
+    const [w, r, shipmentRef, amount, dueDate] = fields(body, ['wholesaler_id', 'retailer_id', 'shipment_ref', 'amount', 'due_date']);
+    if (shipmentRef === null) throw new BadRequest('shipment_ref is required (POST /orders/{order_ref}/deliver is the final conversion)');
+    return { fn: 'ship', args: [w, r, ref, amount, dueDate, shipmentRef] };
   }],
   ['GET', /^\/lines\/([^/]+)\/([^/]+)$/, ([w, r]) => ({ fn: 'get_available', args: [w, r] })],
 ];

@@ -231,6 +231,63 @@ describe('order service', { skip: DATABASE_URL ? false : 'DATABASE_URL is not se
     assert.deepEqual(await codeAndStatus(svc.post('/orders/P/deliver', { ...line, amount: '100.00' })), ['exists_with_different_amount', 409]);
   });
 
+  test('an order amended, shipped in two parts with their own due dates, and its codes', async () => {
+    const r = newRetailer('amend');
+    await openLine(db, r, '1000.00');
+    const line = { wholesaler_id: W, retailer_id: r };
+    const placed = await svc.post('/orders', { ...line, order_ref: 'O-1', amount: '300.00' });
+    assert.equal(placed.status, 201);
+    const up = await svc.post('/orders/O-1/amend', { ...line, amount: '500.00', amend_ref: 'O-1/+200' });
+    assert.equal(up.status, 200);
+    assert.deepEqual([up.body.amount, up.body.previous_amount, up.body.remaining_amount, up.body.available],
+      ['500.00', '300.00', '500.00', '500.00']);
+    const again = await svc.post('/orders/O-1/amend', { ...line, amount: '500.00', amend_ref: 'O-1/+200' });
+    assert.deepEqual([again.status, again.body.replayed, again.body.previous_amount], [200, true, '300.00']);
+    const tooMuch = await svc.post('/orders/O-1/amend', { ...line, amount: '1000.01', amend_ref: 'O-1/+500.01' });
+    assert.deepEqual([tooMuch.status, tooMuch.body.code, tooMuch.body.shortfall, tooMuch.body.amount],
+      [409, 'insufficient_credit', '0.01', '500.00']);
+    await db.query(`SELECT credit.block_line($1, $2, 'review')`, [W, r]);
+    const cut = await svc.post('/orders/O-1/amend', { ...line, amount: '450.00', amend_ref: 'O-1/-50' });
+    assert.deepEqual([cut.status, cut.body.amount, cut.body.available], [200, '450.00', '550.00'], 'a cut on a blocked line');
+    await db.query(`SELECT credit.unblock_line($1, $2, 'ok')`, [W, r]);
+
+    const first = await svc.post('/orders/O-1/ship', { ...line, shipment_ref: 'O-1/a', amount: '200.00', due_date: '2031-01-31' });
+    assert.equal(first.status, 200);
+    assert.deepEqual([first.body.status, first.body.debited_amount, first.body.remaining_amount, first.body.due_date],
+      ['active', '200.00', '250.00', '2031-01-31']);
+    const replay = await svc.post('/orders/O-1/ship', { ...line, shipment_ref: 'O-1/a', amount: '200.00' });
+    assert.deepEqual([replay.status, replay.body.replayed, replay.body.ledger_entry_id], [200, true, first.body.ledger_entry_id]);
+    assert.deepEqual(await codeAndStatus(svc.post('/orders/O-1/ship', { ...line, shipment_ref: 'O-1/a', amount: '1.00' })),
+      ['exists_with_different_amount', 409]);
+    assert.deepEqual(await codeAndStatus(svc.post('/orders/O-1/ship', { ...line, shipment_ref: 'O-1/b', amount: '250.01' })),
+      ['exceeds_reservation_amount', 409]);
+    assert.deepEqual(await codeAndStatus(svc.post('/orders/O-1/amend', { ...line, amount: '199.99', amend_ref: 'O-1/-250.01' })),
+      ['below_converted_amount', 409]);
+    const rest = await svc.post('/orders/O-1/ship', { ...line, shipment_ref: 'O-1/b' });
+    const { rows: [{ due }] } = await db.query('SELECT (current_date + 30)::text AS due');
+    assert.deepEqual([rest.status, rest.body.status, rest.body.debited_amount, norm(rest.body.remaining_amount), rest.body.due_date],
+      [200, 'converted', '250.00', '0.00', due]);
+    const totals = await svc.get(`/lines/${W}/${r}`);
+    assert.deepEqual([totals.body.reserved, totals.body.outstanding].map(norm), ['0.00', '450.00']);
+
+    assert.deepEqual(await codeAndStatus(svc.post('/orders/O-1/amend', { ...line, amount: '600.00', amend_ref: 'O-1/+150' })),
+      ['reservation_converted', 409]);
+    assert.equal((await svc.post('/orders', { ...line, order_ref: 'O-2', amount: '10.00' })).status, 201);
+    assert.deepEqual(await codeAndStatus(svc.post('/orders/O-2/amend', { ...line, amount: '500.00', amend_ref: 'O-1/+200' })),
+      ['exists_with_different_terms', 409]);
+    assert.deepEqual(await codeAndStatus(svc.post('/orders/none/amend', { ...line, amount: '5.00', amend_ref: 'x' })),
+      ['reservation_not_found', 404]);
+    const same = await svc.post('/orders/O-2/ship', { ...line, shipment_ref: 'O-2', amount: '1.00' });
+    assert.deepEqual([same.status, same.body.code, same.body.sqlstate], [400, 'invalid_input', '22023']);
+    assert.match(same.body.message, /shipment_ref/);
+    const noRef = await svc.post('/orders/O-2/ship', { ...line, amount: '1.00' });
+    assert.deepEqual([noRef.status, noRef.body.code], [400, 'invalid_input']);
+    const float = await svc.post('/orders/O-2/amend', { ...line, amount: 12.5, amend_ref: 'y' });
+    assert.deepEqual([float.status, float.body.code], [400, 'invalid_input']);
+    const { rows } = await db.query('SELECT check_name FROM credit.reconcile()');
+    assert.deepEqual(rows, []);
+  });
+
   test('refusals: 404 for what is not found, 409 for the rest, the result row in the body', async () => {
     const r = newRetailer('refusals');
     await openLine(db, r, '1000.00');

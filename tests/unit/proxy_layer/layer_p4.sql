@@ -9,11 +9,13 @@ SET ROLE credit_owner;
 
 CREATE TYPE credit.aging_row AS (wholesaler_id text, retailer_id text, currency text, not_due numeric(1000,2), days_1_30 numeric(1000,2), days_31_60 numeric(1000,2), days_61_90 numeric(1000,2), days_over_90 numeric(1000,2), unapplied_credit numeric(1000,2), outstanding numeric(1000,2), oldest_unpaid_due_date date);
 
+CREATE TYPE credit.amend_result AS (code text, reservation_id bigint, status text, amount numeric(1000,2), previous_amount numeric(1000,2), remaining_amount numeric(1000,2), available numeric(1000,2), shortfall numeric(1000,2), replayed boolean);
+
 CREATE TYPE credit.available_result AS (code text, credit_limit numeric(1000,2), reserved numeric(1000,2), outstanding numeric(1000,2), available numeric(1000,2), status text, currency text, past_due numeric(1000,2), oldest_unpaid_due_date date, limit_valid_until timestamp with time zone);
 
 CREATE TYPE credit.can_reserve_result AS (code text, can_reserve boolean, available numeric(1000,2), shortfall numeric(1000,2));
 
-CREATE TYPE credit.convert_result AS (code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric(1000,2), released_amount numeric(1000,2), due_date date, available numeric(1000,2), replayed boolean);
+CREATE TYPE credit.conversion_result AS (code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric(1000,2), released_amount numeric(1000,2), due_date date, available numeric(1000,2), replayed boolean, remaining_amount numeric(1000,2));
 
 CREATE TYPE credit.entry_result AS (code text, ledger_entry_id bigint, outstanding numeric(1000,2), available numeric(1000,2), replayed boolean);
 
@@ -27,9 +29,9 @@ CREATE TYPE credit.overdue_policy_result AS (code text, grace_days integer, max_
 
 CREATE TYPE credit.release_result AS (code text, reservation_id bigint, status text, released_amount numeric(1000,2), available numeric(1000,2), replayed boolean);
 
-CREATE TYPE credit.reservation_result AS (code text, reservation_id bigint, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone, released_at timestamp with time zone, release_reason text, converted_at timestamp with time zone, converted_amount numeric(1000,2), released_amount numeric(1000,2), ledger_entry_id bigint, due_date date);
+CREATE TYPE credit.reservation_info AS (code text, reservation_id bigint, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone, released_at timestamp with time zone, release_reason text, converted_at timestamp with time zone, converted_amount numeric(1000,2), released_amount numeric(1000,2), ledger_entry_id bigint, due_date date, remaining_amount numeric(1000,2));
 
-CREATE TYPE credit.reservation_row AS (reservation_id bigint, order_ref text, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone);
+CREATE TYPE credit.reservation_listing AS (reservation_id bigint, order_ref text, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone, remaining_amount numeric(1000,2));
 
 CREATE TYPE credit.reserve_result AS (code text, reservation_id bigint, status text, amount numeric(1000,2), available numeric(1000,2), shortfall numeric(1000,2), replayed boolean);
 
@@ -114,6 +116,37 @@ GRANT EXECUTE ON FUNCTION credit.aging(as_of date, wholesaler_id text, retailer_
 GRANT EXECUTE ON FUNCTION credit.aging(as_of date, wholesaler_id text, retailer_id text) TO credit_auditor;
 
 RESET ROLE;
+CREATE FUNCTION credit_route.amend_reservation(wholesaler_id text, retailer_id text, order_ref text, amount numeric, amend_ref text) RETURNS credit.amend_result
+LANGUAGE plproxy AS $plproxy$
+    CLUSTER 'credit_partitions';
+    RUN ON credit._line_hash(wholesaler_id, retailer_id);
+    TARGET credit.amend_reservation;
+$plproxy$;
+ALTER FUNCTION credit_route.amend_reservation(wholesaler_id text, retailer_id text, order_ref text, amount numeric, amend_ref text) OWNER TO credit_owner;
+REVOKE ALL ON FUNCTION credit_route.amend_reservation(wholesaler_id text, retailer_id text, order_ref text, amount numeric, amend_ref text) FROM PUBLIC;
+SET ROLE credit_owner;
+
+-- Runs on the partition of the line (wholesaler_id, retailer_id).
+CREATE FUNCTION credit.amend_reservation(wholesaler_id text, retailer_id text, order_ref text, amount numeric, amend_ref text) RETURNS credit.amend_result
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    px_state text;
+    px_message text;
+    px_detail text;
+    px_hint text;
+BEGIN
+    RETURN credit_route.amend_reservation(wholesaler_id, retailer_id, order_ref, amount, amend_ref);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS px_state = RETURNED_SQLSTATE, px_message = MESSAGE_TEXT,
+                            px_detail = PG_EXCEPTION_DETAIL, px_hint = PG_EXCEPTION_HINT;
+    PERFORM credit._partition_error(px_state, px_message, px_detail, px_hint, credit._line_hash(wholesaler_id, retailer_id) & 3, 4);
+    RAISE;
+END
+$body$;
+REVOKE ALL ON FUNCTION credit.amend_reservation(wholesaler_id text, retailer_id text, order_ref text, amount numeric, amend_ref text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.amend_reservation(wholesaler_id text, retailer_id text, order_ref text, amount numeric, amend_ref text) TO credit_app;
+
+RESET ROLE;
 CREATE FUNCTION credit_route.block_line(wholesaler_id text, retailer_id text, reason text) RETURNS credit.status_result
 LANGUAGE plproxy AS $plproxy$
     CLUSTER 'credit_partitions';
@@ -176,18 +209,18 @@ REVOKE ALL ON FUNCTION credit.can_reserve(wholesaler_id text, retailer_id text, 
 GRANT EXECUTE ON FUNCTION credit.can_reserve(wholesaler_id text, retailer_id text, amount numeric) TO credit_app;
 
 RESET ROLE;
-CREATE FUNCTION credit_route.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date) RETURNS credit.convert_result
+CREATE FUNCTION credit_route.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date, shipment_ref text) RETURNS credit.conversion_result
 LANGUAGE plproxy AS $plproxy$
     CLUSTER 'credit_partitions';
     RUN ON credit._line_hash(wholesaler_id, retailer_id);
     TARGET credit.convert_to_debit;
 $plproxy$;
-ALTER FUNCTION credit_route.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date) OWNER TO credit_owner;
-REVOKE ALL ON FUNCTION credit_route.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date) FROM PUBLIC;
+ALTER FUNCTION credit_route.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date, shipment_ref text) OWNER TO credit_owner;
+REVOKE ALL ON FUNCTION credit_route.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date, shipment_ref text) FROM PUBLIC;
 SET ROLE credit_owner;
 
 -- Runs on the partition of the line (wholesaler_id, retailer_id).
-CREATE FUNCTION credit.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric DEFAULT NULL::numeric, due_date date DEFAULT NULL::date) RETURNS credit.convert_result
+CREATE FUNCTION credit.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric DEFAULT NULL::numeric, due_date date DEFAULT NULL::date, shipment_ref text DEFAULT NULL::text) RETURNS credit.conversion_result
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     px_state text;
@@ -195,7 +228,7 @@ DECLARE
     px_detail text;
     px_hint text;
 BEGIN
-    RETURN credit_route.convert_to_debit(wholesaler_id, retailer_id, order_ref, amount, due_date);
+    RETURN credit_route.convert_to_debit(wholesaler_id, retailer_id, order_ref, amount, due_date, shipment_ref);
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS px_state = RETURNED_SQLSTATE, px_message = MESSAGE_TEXT,
                             px_detail = PG_EXCEPTION_DETAIL, px_hint = PG_EXCEPTION_HINT;
@@ -203,35 +236,35 @@ EXCEPTION WHEN OTHERS THEN
     RAISE;
 END
 $body$;
-REVOKE ALL ON FUNCTION credit.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION credit.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date) TO credit_app;
+REVOKE ALL ON FUNCTION credit.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date, shipment_ref text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.convert_to_debit(wholesaler_id text, retailer_id text, order_ref text, amount numeric, due_date date, shipment_ref text) TO credit_app;
 
 RESET ROLE;
-CREATE FUNCTION credit_route._convert_to_debit_batch_check(px_partition integer, wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[]) RETURNS void
+CREATE FUNCTION credit_route._convert_to_debit_batch_check(px_partition integer, wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[], shipment_refs text[]) RETURNS void
 LANGUAGE plproxy AS $plproxy$
     CLUSTER 'credit_partitions';
     RUN ON px_partition;
-    SELECT credit._convert_to_debit_batch_check(wholesaler_ids, retailer_ids, order_refs, amounts);
+    SELECT credit._convert_to_debit_batch_check(wholesaler_ids, retailer_ids, order_refs, amounts, shipment_refs);
 $plproxy$;
-ALTER FUNCTION credit_route._convert_to_debit_batch_check(px_partition integer, wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[]) OWNER TO credit_owner;
-REVOKE ALL ON FUNCTION credit_route._convert_to_debit_batch_check(px_partition integer, wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[]) FROM PUBLIC;
+ALTER FUNCTION credit_route._convert_to_debit_batch_check(px_partition integer, wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[], shipment_refs text[]) OWNER TO credit_owner;
+REVOKE ALL ON FUNCTION credit_route._convert_to_debit_batch_check(px_partition integer, wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[], shipment_refs text[]) FROM PUBLIC;
 SET ROLE credit_owner;
 
 RESET ROLE;
-CREATE FUNCTION credit_route.convert_to_debit_batch(px_items integer[], wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[]) RETURNS TABLE(item integer, code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric, released_amount numeric, due_date date, available numeric, replayed boolean)
+CREATE FUNCTION credit_route.convert_to_debit_batch(px_items integer[], wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[], shipment_refs text[]) RETURNS TABLE(item integer, code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric, released_amount numeric, due_date date, available numeric, replayed boolean, remaining_amount numeric)
 LANGUAGE plproxy AS $plproxy$
     CLUSTER 'credit_partitions';
-    SPLIT px_items, wholesaler_ids, retailer_ids, order_refs, amounts;
+    SPLIT px_items, wholesaler_ids, retailer_ids, order_refs, amounts, shipment_refs;
     RUN ON credit._line_hash(wholesaler_ids, retailer_ids);
-    SELECT (px_items)[px_row.item] AS item, px_row.code, px_row.reservation_id, px_row.status, px_row.ledger_entry_id, px_row.debited_amount, px_row.released_amount, px_row.due_date, px_row.available, px_row.replayed
-      FROM credit.convert_to_debit_batch(wholesaler_ids, retailer_ids, order_refs, amounts) px_row;
+    SELECT (px_items)[px_row.item] AS item, px_row.code, px_row.reservation_id, px_row.status, px_row.ledger_entry_id, px_row.debited_amount, px_row.released_amount, px_row.due_date, px_row.available, px_row.replayed, px_row.remaining_amount
+      FROM credit.convert_to_debit_batch(wholesaler_ids, retailer_ids, order_refs, amounts, shipment_refs) px_row;
 $plproxy$;
-ALTER FUNCTION credit_route.convert_to_debit_batch(px_items integer[], wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[]) OWNER TO credit_owner;
-REVOKE ALL ON FUNCTION credit_route.convert_to_debit_batch(px_items integer[], wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[]) FROM PUBLIC;
+ALTER FUNCTION credit_route.convert_to_debit_batch(px_items integer[], wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[], shipment_refs text[]) OWNER TO credit_owner;
+REVOKE ALL ON FUNCTION credit_route.convert_to_debit_batch(px_items integer[], wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[], shipment_refs text[]) FROM PUBLIC;
 SET ROLE credit_owner;
 
 -- Split by partition; validated as a whole first; rows in item order.
-CREATE FUNCTION credit.convert_to_debit_batch(wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[] DEFAULT NULL::numeric[]) RETURNS TABLE(item integer, code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric, released_amount numeric, due_date date, available numeric, replayed boolean)
+CREATE FUNCTION credit.convert_to_debit_batch(wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[] DEFAULT NULL::numeric[], shipment_refs text[] DEFAULT NULL::text[]) RETURNS TABLE(item integer, code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric, released_amount numeric, due_date date, available numeric, replayed boolean, remaining_amount numeric)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     px_state text;
@@ -239,9 +272,9 @@ DECLARE
     px_detail text;
     px_hint text;
 BEGIN
-    PERFORM credit_route._convert_to_debit_batch_check(credit._line_hash(wholesaler_ids[1], retailer_ids[1]) & 3, wholesaler_ids, retailer_ids, order_refs, amounts);
+    PERFORM credit_route._convert_to_debit_batch_check(credit._line_hash(wholesaler_ids[1], retailer_ids[1]) & 3, wholesaler_ids, retailer_ids, order_refs, amounts, shipment_refs);
     RETURN QUERY SELECT * FROM credit_route.convert_to_debit_batch(
-        ARRAY(SELECT generate_series(1, cardinality(wholesaler_ids))), wholesaler_ids, retailer_ids, coalesce(order_refs, array_fill(NULL::text, ARRAY[cardinality(wholesaler_ids)])), coalesce(amounts, array_fill(NULL::numeric, ARRAY[cardinality(wholesaler_ids)]))) px_row ORDER BY px_row.item;
+        ARRAY(SELECT generate_series(1, cardinality(wholesaler_ids))), wholesaler_ids, retailer_ids, coalesce(order_refs, array_fill(NULL::text, ARRAY[cardinality(wholesaler_ids)])), coalesce(amounts, array_fill(NULL::numeric, ARRAY[cardinality(wholesaler_ids)])), coalesce(shipment_refs, array_fill(NULL::text, ARRAY[cardinality(wholesaler_ids)]))) px_row ORDER BY px_row.item;
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS px_state = RETURNED_SQLSTATE, px_message = MESSAGE_TEXT,
                             px_detail = PG_EXCEPTION_DETAIL, px_hint = PG_EXCEPTION_HINT;
@@ -249,8 +282,8 @@ EXCEPTION WHEN OTHERS THEN
     RAISE;
 END
 $body$;
-REVOKE ALL ON FUNCTION credit.convert_to_debit_batch(wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION credit.convert_to_debit_batch(wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[]) TO credit_app;
+REVOKE ALL ON FUNCTION credit.convert_to_debit_batch(wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[], shipment_refs text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.convert_to_debit_batch(wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[], shipment_refs text[]) TO credit_app;
 
 RESET ROLE;
 CREATE FUNCTION credit_route.events_after(px_partition integer, after_event_id bigint, max_rows integer, wholesaler_id text) RETURNS SETOF credit.event_row
@@ -357,7 +390,7 @@ REVOKE ALL ON FUNCTION credit.get_available(wholesaler_id text, retailer_id text
 GRANT EXECUTE ON FUNCTION credit.get_available(wholesaler_id text, retailer_id text) TO credit_app;
 
 RESET ROLE;
-CREATE FUNCTION credit_route.get_reservation(wholesaler_id text, retailer_id text, order_ref text) RETURNS credit.reservation_result
+CREATE FUNCTION credit_route.get_reservation(wholesaler_id text, retailer_id text, order_ref text) RETURNS credit.reservation_info
 LANGUAGE plproxy AS $plproxy$
     CLUSTER 'credit_partitions';
     RUN ON credit._line_hash(wholesaler_id, retailer_id);
@@ -368,7 +401,7 @@ REVOKE ALL ON FUNCTION credit_route.get_reservation(wholesaler_id text, retailer
 SET ROLE credit_owner;
 
 -- Runs on the partition of the line (wholesaler_id, retailer_id).
-CREATE FUNCTION credit.get_reservation(wholesaler_id text, retailer_id text, order_ref text) RETURNS credit.reservation_result
+CREATE FUNCTION credit.get_reservation(wholesaler_id text, retailer_id text, order_ref text) RETURNS credit.reservation_info
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     px_state text;
@@ -421,7 +454,7 @@ GRANT EXECUTE ON FUNCTION credit.list_lines(wholesaler_id text, after_retailer_i
 GRANT EXECUTE ON FUNCTION credit.list_lines(wholesaler_id text, after_retailer_id text, max_rows integer) TO credit_auditor;
 
 RESET ROLE;
-CREATE FUNCTION credit_route.list_reservations(wholesaler_id text, retailer_id text, status text, after_reservation_id bigint, max_rows integer) RETURNS SETOF credit.reservation_row
+CREATE FUNCTION credit_route.list_reservations(wholesaler_id text, retailer_id text, status text, after_reservation_id bigint, max_rows integer) RETURNS SETOF credit.reservation_listing
 LANGUAGE plproxy AS $plproxy$
     CLUSTER 'credit_partitions';
     RUN ON credit._line_hash(wholesaler_id, retailer_id);
@@ -432,7 +465,7 @@ REVOKE ALL ON FUNCTION credit_route.list_reservations(wholesaler_id text, retail
 SET ROLE credit_owner;
 
 -- Runs on the partition of the line (wholesaler_id, retailer_id).
-CREATE FUNCTION credit.list_reservations(wholesaler_id text, retailer_id text, status text DEFAULT 'active'::text, after_reservation_id bigint DEFAULT NULL::bigint, max_rows integer DEFAULT 100) RETURNS SETOF credit.reservation_row
+CREATE FUNCTION credit.list_reservations(wholesaler_id text, retailer_id text, status text DEFAULT 'active'::text, after_reservation_id bigint DEFAULT NULL::bigint, max_rows integer DEFAULT 100) RETURNS SETOF credit.reservation_listing
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     px_state text;
@@ -553,18 +586,18 @@ GRANT EXECUTE ON FUNCTION credit.reconcile() TO credit_app;
 GRANT EXECUTE ON FUNCTION credit.reconcile() TO credit_auditor;
 
 RESET ROLE;
-CREATE FUNCTION credit_route.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric) RETURNS credit.entry_result
+CREATE FUNCTION credit_route.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric, applies_to text[]) RETURNS credit.entry_result
 LANGUAGE plproxy AS $plproxy$
     CLUSTER 'credit_partitions';
     RUN ON credit._line_hash(wholesaler_id, retailer_id);
     TARGET credit.record_payment;
 $plproxy$;
-ALTER FUNCTION credit_route.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric) OWNER TO credit_owner;
-REVOKE ALL ON FUNCTION credit_route.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric) FROM PUBLIC;
+ALTER FUNCTION credit_route.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric, applies_to text[]) OWNER TO credit_owner;
+REVOKE ALL ON FUNCTION credit_route.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric, applies_to text[]) FROM PUBLIC;
 SET ROLE credit_owner;
 
 -- Runs on the partition of the line (wholesaler_id, retailer_id).
-CREATE FUNCTION credit.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric) RETURNS credit.entry_result
+CREATE FUNCTION credit.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric, applies_to text[] DEFAULT NULL::text[]) RETURNS credit.entry_result
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     px_state text;
@@ -572,7 +605,7 @@ DECLARE
     px_detail text;
     px_hint text;
 BEGIN
-    RETURN credit_route.record_payment(wholesaler_id, retailer_id, payment_ref, amount);
+    RETURN credit_route.record_payment(wholesaler_id, retailer_id, payment_ref, amount, applies_to);
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS px_state = RETURNED_SQLSTATE, px_message = MESSAGE_TEXT,
                             px_detail = PG_EXCEPTION_DETAIL, px_hint = PG_EXCEPTION_HINT;
@@ -580,8 +613,8 @@ EXCEPTION WHEN OTHERS THEN
     RAISE;
 END
 $body$;
-REVOKE ALL ON FUNCTION credit.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION credit.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric) TO credit_app;
+REVOKE ALL ON FUNCTION credit.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric, applies_to text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.record_payment(wholesaler_id text, retailer_id text, payment_ref text, amount numeric, applies_to text[]) TO credit_app;
 
 RESET ROLE;
 CREATE FUNCTION credit_route._record_payment_batch_check(px_partition integer, wholesaler_ids text[], retailer_ids text[], payment_refs text[], amounts numeric[]) RETURNS void
