@@ -394,7 +394,10 @@ class FeedFollower(threading.Thread):
     seconds from its transaction's start (created_at) to the moment the server
     handed it over: an upper bound on how long after its commit the event
     became readable. Its calls, and the moving of events they do, load the
-    server as a real consumer would."""
+    server as a real consumer would. There is no wake-up signal to measure
+    apart: writers send none (a NOTIFY in every transaction would serialise
+    their commits), so what wakes a reader is its own polling, and that is
+    what this does and what the side it follows pays for."""
 
     PAGE = 1000
 
@@ -438,10 +441,33 @@ class FeedFollower(threading.Thread):
 AB_WORKLOADS = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8), ("convert_spread", 8),
                 ("payment_spread", 8), ("reserve_batch_hot", 8), ("bare_hot", 8)]
 AB_CONFIGS = ["tuned", "default"]
+# `pgcredit bench --events`: what the feed costs reserve_credit (SPEC: with
+# events it keeps >= 0.9 of its throughput without them) and how soon an
+# event is readable under that load (within 1 s of its commit).
+EVENTS_WORKLOADS = [("reserve_hot", 8), ("reserve_spread", 32)]
+EVENTS_MIN_RATIO = 0.9
+EVENTS_MAX_P99_S = 1.0
+# Side A of --events: the same SQL with the feed's writes discarded. Every
+# event is an INSERT into credit.event_inbox (credit._event, and
+# reserve_credit's fast path inline); the rule turns each into no statement
+# at all, so A pays for the call to the writer on the slow path and nothing
+# else, and no consumer follows it.
+EVENTS_OFF = "CREATE RULE bench_no_events AS ON INSERT TO credit.event_inbox DO INSTEAD NOTHING"
 
 
-def run_ab(out: Path, base_sql: Path, quick: bool = False,
-           only: str | None = None) -> list[tuple[str, list[float]]]:
+def run_events(out: Path, quick: bool = False, only: str | None = None,
+               readers: int = 1) -> list[tuple[str, list[float]]]:
+    """reserve_credit with the event feed (B, followed by `readers`
+    consumers polling as CreditClient.events() does) against the same SQL
+    without it (A: EVENTS_OFF), spread@32 and hot@8, on the tuned and the
+    default cluster, as run_ab runs its A/B; with the targets' verdicts."""
+    return run_ab(out, None, quick=quick, only=only, workloads=EVENTS_WORKLOADS, without_events=True,
+                  readers=readers)
+
+
+def run_ab(out: Path, base_sql: Path | None, quick: bool = False, only: str | None = None,
+           workloads: list[tuple[str, int]] | None = None, without_events: bool = False,
+           readers: int = 1) -> list[tuple[str, list[float]]]:
     """What a change costs the calls: the same workloads against a
     database built from another sql/ tree (A, e.g. the last release from git)
     and one built from this installation's (B), on one cluster, alternating
@@ -455,8 +481,12 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False,
     consumer (FeedFollower) during its rounds, so its figures include what
     reading the feed costs; the report gives that consumer's latency.
     only: fnmatch patterns of workload names (as run's) or of
-    CONFIG:WORKLOAD@CLIENTS (e.g. 'default:reserve_spread@32')."""
+    CONFIG:WORKLOAD@CLIENTS (e.g. 'default:reserve_spread@32').
+    without_events: A is this installation's SQL too, with the feed's writes
+    discarded (EVENTS_OFF; base_sql unused), and the report says whether the
+    events targets are met. readers: consumers following a side's feed."""
     rounds, seconds = (1, 1) if quick else (5, 5)
+    workloads_run = workloads or AB_WORKLOADS
     patterns = [p.strip() for p in only.split(",")] if only else ["*"]
 
     def chosen(config: str, name: str, clients: int) -> bool:
@@ -470,27 +500,30 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False,
     try:
         with embedded.throwaway(settings=tuple(SETTINGS)) as server:
             dsns = {}
-            for side, root in (("a", base_sql), ("b", None)):
+            for side, root in (("a", None if without_events else base_sql), ("b", None)):
                 dsns[side] = server.ensure_database(f"bench_{side}")
                 migrate(dsns[side], root)
                 with psycopg.connect(dsns[side], autocommit=True) as conn:
                     conn.execute(BARE_SQL)
+                    if without_events and side == "a":
+                        conn.execute(EVENTS_OFF)
                 client = CreditClient(dsns[side])
                 for line in ["hot", *[f"s{i}" for i in range(1000)]]:
                     client.open_line("bench", line, Decimal(10) ** 15)
                 client.close()
                 with psycopg.connect(dsns[side], autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
-            followed = {side: FeedFollower.available(dsn) for side, dsn in dsns.items()}
+            followed = {side: FeedFollower.available(dsn) and not (without_events and side == "a")
+                        for side, dsn in dsns.items()}
             version = psycopg.connect(dsns["b"]).execute("SHOW server_version").fetchone()[0]
             benches = {}
             for side in dsns:
                 (work / side).mkdir()
                 benches[side] = Bench(server, seconds, work / side)
-                benches[side].total = rounds * sum(chosen(c, n, k) for c in AB_CONFIGS for n, k in AB_WORKLOADS)
+                benches[side].total = rounds * sum(chosen(c, n, k) for c in AB_CONFIGS for n, k in workloads_run)
             for config in AB_CONFIGS:
-                workloads = [(n, c) for n, c in AB_WORKLOADS if chosen(config, n, c)]
-                if not workloads:
+                chosen_here = [(n, c) for n, c in workloads_run if chosen(config, n, c)]
+                if not chosen_here:
                     continue
                 if config == "default":
                     port = embedded.free_port()
@@ -501,17 +534,17 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False,
                 for side, dsn in dsns.items():
                     benches[side].use(config, dsn, "prepared" if config == "tuned" else "simple")
                 settings[config] = _settings(dsns["b"])
-                for name, clients in workloads:
+                for name, clients in chosen_here:
                     ratios = []
                     for k in range(rounds):
                         tps = {}
                         for side in (("a", "b") if k % 2 == 0 else ("b", "a")):
-                            follower = FeedFollower(dsns[side]) if followed[side] else None
-                            if follower:
+                            followers = [FeedFollower(dsns[side]) for _ in range(readers if followed[side] else 0)]
+                            for follower in followers:
                                 follower.start()
                                 follower.ready.wait()
                             tps[side] = benches[side].pgbench(f"{name}_{side}", SCRIPTS[name], clients).tps
-                            if follower:
+                            for follower in followers:
                                 follower.stop.set()
                                 follower.join()
                                 feed.setdefault(f"{config} | {name} @{clients} | {side.upper()}", []).extend(
@@ -524,8 +557,13 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False,
                     pairs.append((f"{config} | {name} @{clients}", ratios))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines = [f"A: {base_sql}, B: this installation's sql/. PostgreSQL {version}; A and B alternate (ABBA...) in "
-             f"{rounds} rounds of {seconds} s each; {os.cpu_count()} CPUs", ""]
+    a = ("this installation's sql/ with the event feed's writes discarded (no event written, no consumer)"
+         if without_events else str(base_sql))
+    b = "this installation's sql/" + (f", its feed followed by {readers} consumer(s)" if any(followed.values()) else "")
+    lines = [f"A: {a}; B: {b}. PostgreSQL {version}; A and B alternate (ABBA...) in {rounds} rounds of "
+             f"{seconds} s each; {os.cpu_count()} CPUs; load average at the end "
+             f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+             + (" (--quick: figures not comparable)" if quick else ""), ""]
     how = {"tuned": "Unix socket, pgbench -M prepared", "default": "TCP 127.0.0.1, pgbench -M simple"}
     for config, values in settings.items():
         lines.append(f"- **{config}** ({how[config]}): " + ", ".join(f"{k}={v}" for k, v in values.items()))
@@ -541,18 +579,31 @@ def run_ab(out: Path, base_sql: Path, quick: bool = False,
                 ratio = (statistics.median(per_side[(config, "reserve_batch_hot", side)]) * BATCH
                          / statistics.median(per_side[(config, "bare_hot", side)]))
                 lines.append(f"- {side.upper()}: {ratio:.2f}")
+    p99s: dict[str, float] = {}
     if feed:
-        lines += ["", "The event feed, followed by one consumer (pages of 1,000) during that side's rounds: seconds "
-                  "from each event's transaction start to its delivery.", "",
+        lines += ["", f"The event feed, followed by {readers} consumer(s) (pages of 1,000, polling as "
+                  "CreditClient.events() does) during that side's rounds: seconds from each event's transaction "
+                  "start to its delivery (an upper bound on commit to readable).", "",
                   "| server | workload | side | events | p50 s | p99 s | max s |", "|---|---|---|---|---|---|---|"]
         for what, lat in feed.items():
             if lat:
                 q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0]] * 99
+                p99s[what] = q[98]
                 lines.append(f"| {what} | {len(lat):,} | {q[49]:.3f} | {q[98]:.3f} | {max(lat):.3f} |")
+    if without_events:
+        lines += ["", "| server | workload | target | value | wanted | |", "|---|---|---|---|---|---|"]
+        for what, ratios in pairs:
+            median = statistics.median(ratios)
+            lines.append(f"| {what} | with events / without, median | {median:.3f} | ≥ {EVENTS_MIN_RATIO:g} | "
+                         f"{'met' if median >= EVENTS_MIN_RATIO else 'MISSED'} |")
+            p99 = p99s.get(f"{what} | B")
+            lines.append(f"| {what} | an event readable after its commit, p99 s | "
+                         + (f"{p99:.3f} | ≤ {EVENTS_MAX_P99_S:g} | {'met' if p99 <= EVENTS_MAX_P99_S else 'MISSED'} |"
+                            if p99 is not None else "no event delivered | ≤ 1 | MISSED |"))
     text = "\n".join(lines) + "\n"
     print(text)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ab.md").write_text(text)
+    (out / ("events.md" if without_events else "ab.md")).write_text(text)
     return pairs
 
 

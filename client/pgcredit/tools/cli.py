@@ -147,10 +147,13 @@ def cmd_schedule(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run, run_ab
+    from .bench import run, run_ab, run_events
 
+    if args.events:
+        run_events(args.out, quick=args.quick, only=args.only, readers=args.readers)
+        return 0
     if args.compare_sql:
-        run_ab(args.out, args.compare_sql, quick=args.quick, only=args.only)
+        run_ab(args.out, args.compare_sql, quick=args.quick, only=args.only, readers=args.readers)
         return 0
     if args.partitions:
         from .bench_partitions import run_partitions
@@ -226,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="A/B instead: the single calls and the hot batch on a database built from SQL_DIR "
                             "(e.g. an earlier release: git archive REV sql | tar -x -C DIR) against this one, "
                             "interleaved (--only picks workloads)")
+    bench.add_argument("--events", action="store_true",
+                       help="instead: reserve_credit with the event feed against the same SQL without it "
+                            "(hot@8, spread@32; tuned and default clusters; A/B interleaved) and how soon an "
+                            "event is readable under that load, with the targets' verdicts (OUT/events.md)")
+    bench.add_argument("--readers", type=int, default=1, metavar="N",
+                       help="with --events or --compare-sql: consumers following the feed (default 1)")
     bench.add_argument("--partitions", action="store_true",
                        help="instead: the PL/Proxy hop's cost per call and throughput with 1, 2 and 4 partitions "
                             "against a single server (OUT/partitions.md; PARTITIONING.md)")
