@@ -153,7 +153,8 @@ def test_bench_compare_sql_runs_and_reports(tmp_path):
     done = pgcredit("bench", "--compare-sql", str(sql), "--quick", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "ab.md").read_text()
-    assert f"A: {sql}; B: this installation's sql/, its feed followed by 1 consumer(s)." in report
+    assert (f"A: {sql}, its feed followed by 1 consumer(s); "
+            f"B: this installation's sql/, its feed followed by 1 consumer(s).") in report
     rows = [line for line in report.splitlines() if line.startswith(("| tuned | ", "| default | "))
             and " @" in line.split(" | ")[1]]
     # Both server configurations: the tuned one, then PostgreSQL's defaults over TCP.

@@ -557,9 +557,12 @@ def run_ab(out: Path, base_sql: Path | None, quick: bool = False, only: str | No
                     pairs.append((f"{config} | {name} @{clients}", ratios))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    def follow(side: str) -> str:
+        return f", its feed followed by {readers} consumer(s)" if followed[side] and readers else ""
+
     a = ("this installation's sql/ with the event feed's writes discarded (no event written, no consumer)"
-         if without_events else str(base_sql))
-    b = "this installation's sql/" + (f", its feed followed by {readers} consumer(s)" if any(followed.values()) else "")
+         if without_events else str(base_sql) + follow("a"))
+    b = "this installation's sql/" + follow("b")
     lines = [f"A: {a}; B: {b}. PostgreSQL {version}; A and B alternate (ABBA...) in {rounds} rounds of "
              f"{seconds} s each; {os.cpu_count()} CPUs; load average at the end "
              f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"

@@ -60,6 +60,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text}")
+    return value
+
+
 def cmd_status(args) -> int:
     import time
 
@@ -233,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="instead: reserve_credit with the event feed against the same SQL without it "
                             "(hot@8, spread@32; tuned and default clusters; A/B interleaved) and how soon an "
                             "event is readable under that load, with the targets' verdicts (OUT/events.md)")
-    bench.add_argument("--readers", type=int, default=1, metavar="N",
-                       help="with --events or --compare-sql: consumers following the feed (default 1)")
+    bench.add_argument("--readers", type=_count, default=1, metavar="N",
+                       help="with --events or --compare-sql: consumers following the feed (default 1; 0: none, "
+                            "the writes' cost alone)")
     bench.add_argument("--partitions", action="store_true",
                        help="instead: the PL/Proxy hop's cost per call and throughput with 1, 2 and 4 partitions "
                             "against a single server (OUT/partitions.md; PARTITIONING.md)")
