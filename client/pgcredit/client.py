@@ -123,7 +123,14 @@ def _after_failure(retry: Retry, name: str, attempt: int, exc: psycopg.Error, re
         metrics.retried(name, exc)
     if retry.on_retry:
         retry.on_retry(name, attempt, exc)
-    return retry.delay(attempt)
+    return 0.0 if errors.is_stale_plan(exc) else retry.delay(attempt)
+
+
+def _forget_plans(conn: Any, exc: psycopg.Error) -> bool:
+    """After a stale plan outside a transaction, have this connection prepare
+    its statements again: psycopg forgets its own on DEALLOCATE ALL. (Inside a
+    transaction the ROLLBACK does it.) True when a statement must be sent."""
+    return errors.is_stale_plan(exc) and conn.info.transaction_status == TransactionStatus.IDLE
 
 
 class _Waits:
@@ -420,7 +427,12 @@ class CreditClient(_Api):
             try:
                 with self._connection() as (conn, retryable, unconfirmed):
                     with conn.cursor(row_factory=dict_row) as cur:
-                        cur.execute(query.sql, params)
+                        try:
+                            cur.execute(query.sql, params)
+                        except psycopg.Error as exc:
+                            if _forget_plans(conn, exc):
+                                conn.execute("DEALLOCATE ALL")
+                            raise
                         rows = cur.fetchall()
             except psycopg.Error as exc:
                 time.sleep(_after_failure(self.retry, name, attempt, exc, retryable, self.metrics))
@@ -515,7 +527,12 @@ class AsyncCreditClient(_Api):
             try:
                 async with self._connection() as (conn, retryable, unconfirmed):
                     async with conn.cursor(row_factory=dict_row) as cur:
-                        await cur.execute(query.sql, params)
+                        try:
+                            await cur.execute(query.sql, params)
+                        except psycopg.Error as exc:
+                            if _forget_plans(conn, exc):
+                                await conn.execute("DEALLOCATE ALL")
+                            raise
                         rows = await cur.fetchall()
             except psycopg.Error as exc:
                 await asyncio.sleep(_after_failure(self.retry, name, attempt, exc, retryable, self.metrics))

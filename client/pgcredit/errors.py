@@ -203,6 +203,13 @@ def refusal(result: Any) -> CreditRefused:
     return _BY_CODE.get(result.code, CreditRefused)(result)
 
 
+def is_stale_plan(exc: psycopg.Error) -> bool:
+    """A statement this connection prepared before a migration changed the shape
+    of what it returns (a result type gained a column). PostgreSQL refuses it
+    before running anything; prepared again, it runs."""
+    return exc.sqlstate == "0A000" and "cached plan must not change result type" in str(exc)
+
+
 def is_retryable(exc: psycopg.Error) -> bool:
     """Worth retrying with the same key: the statement did not take effect, or
     its commit may have, and the key makes a second attempt harmless."""
@@ -210,7 +217,7 @@ def is_retryable(exc: psycopg.Error) -> bool:
     if state is None:
         # No SQLSTATE: the connection broke (server gone, network, killed backend).
         return isinstance(exc, psycopg.OperationalError)
-    return state in _RETRYABLE or state.startswith("08")
+    return state in _RETRYABLE or state.startswith("08") or is_stale_plan(exc)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,11 @@ SET ROLE credit_owner;
 -- which for a v1 conversion is the whole hold); a hold that was converted by
 -- its shipments alone has nothing left: NULL replays, an amount exceeds it.
 -- A shipment on a converted hold likewise asks for more than remains.
--- v1.2 replaced the five-argument function and its result type (migration 0007).
+-- v1.2 replaced the five-argument function and its result type (migration
+-- 0007). The old function goes, in this reload's one transaction; its type
+-- stays (a later release drops it): a call still running the old function
+-- when the reload commits returns the old type, and would fail if it were gone.
 DROP FUNCTION IF EXISTS credit.convert_to_debit(text, text, text, numeric, date);
-DROP TYPE IF EXISTS credit.convert_result;
 CREATE OR REPLACE FUNCTION credit.convert_to_debit(
     wholesaler_id text, retailer_id text, order_ref text,
     amount numeric DEFAULT NULL, due_date date DEFAULT NULL, shipment_ref text DEFAULT NULL)

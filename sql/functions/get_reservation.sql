@@ -6,9 +6,18 @@ SET ROLE credit_owner;
 -- is what the hold still counts toward reserved (amount less what was
 -- shipped; 0 once it has ended, or expired unswept); ledger_entry_id and
 -- due_date are those of its latest DEBIT.
--- v1.2 replaced the result type (migration 0007); the function of the release
--- before, which returns the old one, goes with it.
-DROP TYPE IF EXISTS credit.reservation_result CASCADE;
+-- v1.2 replaced the result type (migration 0007). The function of the release
+-- before goes, in this reload's one transaction; its type stays (a later
+-- release drops it): a call still running the old function when the reload
+-- commits returns the old type, and would fail if it were gone.
+DO $$
+BEGIN
+    IF (SELECT prorettype FROM pg_proc WHERE oid = to_regprocedure('credit.get_reservation(text, text, text)'))
+       = to_regtype('credit.reservation_result') THEN
+        DROP FUNCTION credit.get_reservation(text, text, text);
+    END IF;
+END
+$$;
 CREATE OR REPLACE FUNCTION credit.get_reservation(wholesaler_id text, retailer_id text, order_ref text)
 RETURNS credit.reservation_info
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

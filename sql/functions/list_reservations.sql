@@ -10,9 +10,18 @@ SET ROLE credit_owner;
 -- id); the branches below read at most max_rows rows each and are merged in
 -- id order, so a page costs what it returns, however many ended holds the
 -- line has. Branches for other statuses are cut off before they run.
--- v1.2 replaced the row type (migration 0007); the function of the release
--- before, which returns the old one, goes with it.
-DROP TYPE IF EXISTS credit.reservation_row CASCADE;
+-- v1.2 replaced the row type (migration 0007). The function of the release
+-- before goes, in this reload's one transaction; its type stays (a later
+-- release drops it): a call still running the old function when the reload
+-- commits returns the old type, and would fail if it were gone.
+DO $$
+BEGIN
+    IF (SELECT prorettype FROM pg_proc WHERE oid = to_regprocedure('credit.list_reservations(text, text, text, bigint, integer)'))
+       = to_regtype('credit.reservation_row') THEN
+        DROP FUNCTION credit.list_reservations(text, text, text, bigint, integer);
+    END IF;
+END
+$$;
 CREATE OR REPLACE FUNCTION credit.list_reservations(
     wholesaler_id text, retailer_id text, status text DEFAULT 'active',
     after_reservation_id bigint DEFAULT NULL, max_rows integer DEFAULT 100)

@@ -51,8 +51,8 @@ ALTER TABLE credit.ledger_entry ADD COLUMN applies_to text[];
 -- Results gain a trailing remaining_amount (v1 and v1.1 callers read the
 -- columns they know). They are new types: the functions of the release before
 -- keep returning the old ones until the function files load, in one
--- transaction, the new functions and drop the old ones with their types, so
--- that a caller finds one or the other at every moment of the upgrade. The
+-- transaction, the new functions and drop the old ones, so that a caller
+-- finds one or the other at every moment of the upgrade. The
 -- same goes for the functions that gain an argument: no migration drops a
 -- function that callers may be calling.
 CREATE TYPE credit.conversion_result AS (
@@ -70,5 +70,27 @@ CREATE TYPE credit.reservation_listing AS (
 CREATE TYPE credit.amend_result AS (
     code text, reservation_id bigint, status text, amount numeric(1000, 2), previous_amount numeric(1000, 2),
     remaining_amount numeric(1000, 2), available numeric(1000, 2), shortfall numeric(1000, 2), replayed boolean);
+
+-- The old result types stay until a later release: a call still running a
+-- function of the release before when the function files commit returns one,
+-- and fails if it is gone. No function returns them after that; they lose the
+-- comments the old function files gave them (the reference documents what
+-- functions return), so that an upgraded database and a fresh one are alike.
+DO $$
+DECLARE
+    a record;
+BEGIN
+    FOR a IN SELECT at.attrelid::regclass AS type, at.attname
+               FROM pg_attribute at
+              WHERE at.attrelid IN ('credit.convert_result'::regclass, 'credit.reservation_result'::regclass,
+                                    'credit.reservation_row'::regclass)
+                AND at.attnum > 0 AND NOT at.attisdropped LOOP
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS NULL', a.type, a.attname);
+    END LOOP;
+END
+$$;
+COMMENT ON TYPE credit.convert_result IS 'Retired in v1.2 (convert_to_debit returns credit.conversion_result).';
+COMMENT ON TYPE credit.reservation_result IS 'Retired in v1.2 (get_reservation returns credit.reservation_info).';
+COMMENT ON TYPE credit.reservation_row IS 'Retired in v1.2 (list_reservations returns credit.reservation_listing).';
 
 RESET ROLE;

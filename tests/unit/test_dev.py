@@ -1,6 +1,8 @@
 """./dev installs what the suite uses beyond Python once, where the machine
-allows it, says so, and never fails the command for it; .ci/run runs the
-README's test command and nothing else.
+allows it, says so, and never fails the command for it, unless
+PGCREDIT_STRICT_SETUP=1 (CI) asks it to fail when the machine allowed an
+install that did not happen; .ci/run runs the README's test command and
+nothing else.
 
 ./dev runs here in a copy of the repository's files it reads, on a PATH of
 stand-ins (apt-get, id, npm, systemctl) that write down how they were called,
@@ -22,6 +24,10 @@ PACKAGES = ["postgresql-15-plpgsql-check", "postgresql-15-plproxy", "postgresql-
             "prometheus-postgres-exporter"]
 # What ./dev uses from the system besides the stand-ins.
 TOOLS = ["dirname", "mkdir", "touch", "cut", "tr", "sed", "cat"]
+# What each package puts where ./dev looks for it.
+FILES = {"postgresql-15-plpgsql-check": "plpgsql_check.control", "postgresql-15-plproxy": "plproxy.control",
+         "postgresql-15-cron": "pg_cron.control", "prometheus": "promtool",
+         "prometheus-postgres-exporter": "prometheus-postgres-exporter"}
 
 
 def _script(path: Path, body: str) -> None:
@@ -43,13 +49,23 @@ class Machine:
         for tool in TOOLS:
             os.symlink(shutil.which(tool), self.bin / tool)
         self.user(0)
-        self.fake("apt-get", 0)
+        self.apt_installs()
         self.fake("systemctl", 0)
         _script(self.bin / "npm", f'echo "npm $* in $(pwd)" >> {self.log}\n'
                                   'mkdir -p node_modules && touch node_modules/.package-lock.json\n')
 
     def user(self, uid: int) -> None:
         _script(self.bin / "id", f'[ "$1" = -u ] && echo {uid}\n')
+
+    def apt_installs(self, *left_out: str) -> None:
+        """An apt-get that installs what it is asked for, but the packages left out."""
+        ext, body = self.root / "usr/share/postgresql/15/extension", ""
+        for package, file in FILES.items():
+            if package not in left_out:
+                made = f"touch {ext / file}" if file.endswith(".control") else \
+                    f"printf '#!/bin/sh\\n' > {self.bin / file}; {shutil.which('chmod')} +x {self.bin / file}"
+                body += f'case " $* " in *" {package} "*) [ "$1" = install ] && {{ {made}; }};; esac\n'
+        _script(self.bin / "apt-get", f'echo "apt-get $*" >> {self.log}\n{body}exit 0\n')
 
     def fake(self, name: str, status: int) -> None:
         _script(self.bin / name, f'echo "{name} $*" >> {self.log}\nexit {status}\n')
@@ -130,6 +146,37 @@ def test_without_root_or_apt_it_installs_nothing_and_says_what_will_skip(machine
     assert done.returncode == 0 and "that needs root and apt-get" in done.stderr
 
 
+def test_strict_fails_when_the_machine_allowed_the_install(machine):
+    machine.fake("apt-get", 100)
+    done = machine.dev("setup", PGCREDIT_STRICT_SETUP="1")
+    assert done.returncode == 1 and "ERROR: could not install" in done.stderr
+    machine.apt_installs("prometheus")  # apt-get succeeds, yet promtool is not there
+    done = machine.dev("setup", PGCREDIT_STRICT_SETUP="1")
+    assert done.returncode == 1 and "ERROR: apt-get ran, yet prometheus is still missing" in done.stderr
+    assert machine.dev("setup").returncode == 0  # not strict: the same machine goes on
+    machine.apt_installs()
+    machine.fake("npm", 1)
+    shutil.rmtree(machine.repo / "examples/node/node_modules")
+    done = machine.dev("setup", PGCREDIT_STRICT_SETUP="1")
+    assert done.returncode == 1 and "ERROR: npm ci failed" in done.stderr
+
+
+def test_strict_goes_on_where_the_machine_allows_no_install(machine):
+    machine.user(1000)
+    done = machine.dev("setup", PGCREDIT_STRICT_SETUP="1")
+    assert done.returncode == 0 and "NOTICE: not installing" in done.stderr
+
+
+def test_strict_checks_on_every_run_not_once(machine):
+    machine.dev("test")
+    assert _installs(machine.calls())
+    (machine.root / "usr/share/postgresql/15/extension/plproxy.control").unlink()  # removed since
+    machine.dev("test")
+    assert machine.calls() == []  # the stamp: not strict, not checked again
+    machine.dev("test", PGCREDIT_STRICT_SETUP="1")
+    assert _installs(machine.calls()) == [["-y", "-q", "--no-install-recommends", "postgresql-15-plproxy"]]
+
+
 def test_npm_missing_or_failing_is_a_notice(machine):
     (machine.bin / "npm").unlink()
     done = machine.dev("setup")
@@ -151,6 +198,7 @@ def test_test_and_demo_set_up_once_then_again_when_dev_changes(machine):
     assert machine.calls() == []
     stamp = machine.repo / ".venv" / ".system-packages"
     os.utime(stamp, (1, 1))  # ./dev is newer than the stamp: it changed since
+    (machine.root / "usr/share/postgresql/15/extension/plproxy.control").unlink()
     machine.dev("demo")
     assert _installs(machine.calls())
     assert machine.dev("test", PGCREDIT_NO_SYSTEM_SETUP="1").stderr.count("./dev:") == 0
@@ -168,4 +216,4 @@ def test_ci_runs_the_readme_test_command_and_nothing_else():
     assert commands == ["./dev demo", "./dev test"]
     ci = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()
           if line.strip() and not line.lstrip().startswith("#")]
-    assert ci == ["set -eu", 'cd "$(dirname "$0")/.."', "./dev test"]
+    assert ci == ["set -eu", 'cd "$(dirname "$0")/.."', "PGCREDIT_STRICT_SETUP=1 ./dev test"]

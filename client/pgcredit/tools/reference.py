@@ -189,6 +189,8 @@ _TYPES = """
 SELECT format_type(t.oid, NULL), t.typrelid, obj_description(t.oid, 'pg_type')
   FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid
  WHERE t.typnamespace = 'credit'::regnamespace AND c.relkind = 'c'
+   -- A type no function returns is not API (a retired result type, kept for one release).
+   AND EXISTS (SELECT FROM pg_proc p WHERE p.prorettype = t.oid)
 """
 
 _VIEWS = f"""
