@@ -17,6 +17,8 @@ CREATE TYPE credit.can_reserve_result AS (code text, can_reserve boolean, availa
 
 CREATE TYPE credit.conversion_result AS (code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric(1000,2), released_amount numeric(1000,2), due_date date, available numeric(1000,2), replayed boolean, remaining_amount numeric(1000,2));
 
+CREATE TYPE credit.convert_result AS (code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric(1000,2), released_amount numeric(1000,2), due_date date, available numeric(1000,2), replayed boolean);
+
 CREATE TYPE credit.entry_result AS (code text, ledger_entry_id bigint, outstanding numeric(1000,2), available numeric(1000,2), replayed boolean);
 
 CREATE TYPE credit.event_row AS (event_id bigint, kind text, wholesaler_id text, retailer_id text, ref text, amount numeric(1000,2), data jsonb, created_at timestamp with time zone);
@@ -32,6 +34,10 @@ CREATE TYPE credit.release_result AS (code text, reservation_id bigint, status t
 CREATE TYPE credit.reservation_info AS (code text, reservation_id bigint, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone, released_at timestamp with time zone, release_reason text, converted_at timestamp with time zone, converted_amount numeric(1000,2), released_amount numeric(1000,2), ledger_entry_id bigint, due_date date, remaining_amount numeric(1000,2));
 
 CREATE TYPE credit.reservation_listing AS (reservation_id bigint, order_ref text, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone, remaining_amount numeric(1000,2));
+
+CREATE TYPE credit.reservation_result AS (code text, reservation_id bigint, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone, released_at timestamp with time zone, release_reason text, converted_at timestamp with time zone, converted_amount numeric(1000,2), released_amount numeric(1000,2), ledger_entry_id bigint, due_date date);
+
+CREATE TYPE credit.reservation_row AS (reservation_id bigint, order_ref text, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone);
 
 CREATE TYPE credit.reserve_result AS (code text, reservation_id bigint, status text, amount numeric(1000,2), available numeric(1000,2), shortfall numeric(1000,2), replayed boolean);
 
