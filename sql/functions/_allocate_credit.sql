@@ -9,11 +9,15 @@ SET ROLE credit_owner;
 -- skipped. Every settlement is kept (credit.settlement) so that aging can be
 -- read as of any past day. The caller holds the line's row lock; at and
 -- outstanding_delta as in _allocate_item.
--- v1.2 made first_item a list (migration 0007).
+-- v1.2 added first_items, a list; first_item (one item) is what the release
+-- before passes. An argument is only ever added at the end, with a default,
+-- internal functions' too: a call of the release before that is running when
+-- the function files commit plans its next statements anew, against these
+-- functions, and must still find one that takes its arguments.
 DROP FUNCTION IF EXISTS credit._allocate_credit(bigint, numeric, bigint, timestamptz, numeric);
 CREATE OR REPLACE FUNCTION credit._allocate_credit(
-    line_id bigint, amount numeric, first_items bigint[] DEFAULT NULL, at timestamptz DEFAULT now(),
-    outstanding_delta numeric DEFAULT 0)
+    line_id bigint, amount numeric, first_item bigint DEFAULT NULL, at timestamptz DEFAULT now(),
+    outstanding_delta numeric DEFAULT 0, first_items bigint[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -21,6 +25,9 @@ DECLARE
     v_take numeric;
     o credit.open_item;
 BEGIN
+    IF first_item IS NOT NULL THEN
+        first_items := ARRAY[first_item] || first_items;
+    END IF;
     FOR o IN
         (SELECT x.* FROM unnest(first_items) WITH ORDINALITY AS f(id, i)
            JOIN credit.ledger_entry e ON e.id = f.id
@@ -53,4 +60,4 @@ BEGIN
      WHERE l.id = _allocate_credit.line_id;
 END
 $$;
-REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint[], timestamptz, numeric) FROM PUBLIC;
+REVOKE ALL ON FUNCTION credit._allocate_credit(bigint, numeric, bigint, timestamptz, numeric, bigint[]) FROM PUBLIC;

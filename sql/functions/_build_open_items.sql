@@ -19,8 +19,7 @@ BEGIN
             PERFORM credit._allocate_item(e.line_id, e.id, coalesce(e.due_date, e.created_at::date),
                                           e.amount, e.created_at);
         ELSE
-            PERFORM credit._allocate_credit(e.line_id, abs(e.amount),
-                                            CASE WHEN e.debit_id IS NOT NULL THEN ARRAY[e.debit_id] END, e.created_at);
+            PERFORM credit._allocate_credit(e.line_id, abs(e.amount), e.debit_id, e.created_at);
         END IF;
     END LOOP;
 END

@@ -57,9 +57,8 @@ BEGIN
             PERFORM credit._allocate_item(line_ids[i], v_ids[i], v_dues[i], v_delta, now(), v_delta,
                                           -coalesce(unreserved[i], 0));
         ELSE
-            PERFORM credit._allocate_credit(line_ids[i], -v_delta,
-                                            CASE WHEN debit_ids[i] IS NOT NULL THEN ARRAY[debit_ids[i]] ELSE first_items END,
-                                            now(), v_delta);
+            PERFORM credit._allocate_credit(line_ids[i], -v_delta, debit_ids[i], now(), v_delta,
+                                            CASE WHEN debit_ids[i] IS NULL THEN first_items END);
         END IF;
         IF entry_type <> 'DEBIT' THEN
             PERFORM credit._entry_event(line_ids[i], entry_type, v_ids[i], refs[i], amounts[i], v_dues[i], memos[i],
