@@ -3,6 +3,7 @@ were measured with (not part of `pgcredit bench`).
 
     .venv/bin/python benchmarks/profile.py wal [--config tuned|default] [--clients 32] [--seconds 5]
     .venv/bin/python benchmarks/profile.py instructions [--calls 500]
+    .venv/bin/python benchmarks/profile.py events SQL_DIR [SQL_DIR ...] [--calls 300] [--page 100]
 
 wal: on a cluster of its own, set up like `pgcredit bench`'s (and preloaded
 with --preload holds, so that indexes have the size they reach in a bench
@@ -16,6 +17,18 @@ instructions: callgrind counts of a single-user backend running N and 3N
 calls; the difference divided by 2N is one call's cost without start-up
 (catalog loading, plan caching). Unlike timings on a shared machine these
 repeat to within about 1%.
+
+events: what the event feed costs, for each sql/ tree given (one without
+the feed, e.g. main's before it: git archive REV sql | tar -x -C DIR, and
+this one): reserve_credit over 1,000 lines, its instructions per call
+(callgrind, as above) and the WAL it writes per call; and what moving its
+events into the feed costs, per event, in instructions and WAL: polls of
+events_after that each move --page events, against the same reservations
+without them (3N against N calls again, so that compiling and planning the
+first poll is not counted as moving). WAL is pg_current_wal_insert_lsn's advance on a server of
+its own (fsync off: WAL bytes do not depend on it), after a warm-up, with
+no CHECKPOINT in the measured stretch: the steady state, without full-page
+images. Neither depends on what else the machine does.
 """
 
 from __future__ import annotations
@@ -257,6 +270,89 @@ def instructions(args) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# -- events ---------------------------------------------------------------------------
+
+EVENT_SETUP = "SELECT credit.open_line('b', 'spread' || g, 1e15) FROM generate_series(0, 999) g"
+RESERVE = "SELECT code FROM credit.reserve_credit('b', 'spread' || {l}, '{tag}' || '.' || {k}, 1)"
+POLL = "SELECT count(*) FROM credit.events_after((SELECT coalesce(max(event_id), 0) FROM credit.event), 1)"
+
+
+def _events_script(n: int, page: int, tag: str, poll: bool) -> str:
+    lines = []
+    for k in range(n):
+        lines.append(RESERVE.format(l=(k * 7919) % 1000, k=k, tag=tag) + ";")
+        if poll and k % page == page - 1:
+            lines.append(POLL + ";")
+    return "\n".join(lines) + "\n"
+
+
+def _callgrind_script(server: embedded.Server, work: Path, script: str, tag: str) -> int:
+    data = work / f"data-{tag}"
+    shutil.copytree(server.data, data, symlinks=True)
+    embedded.give_to_server_user(work)
+    out = work / f"cg-{tag}.out"
+    done = subprocess.run(embedded.as_server_user(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(server.bin / "postgres"), "--single",
+         "-D", str(data), "-c", "fsync=off", "bench"]), input=script, capture_output=True, text=True)
+    shutil.rmtree(data)
+    if "ERROR" in done.stdout:
+        raise RuntimeError(done.stdout[-2000:])
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if not found:
+        raise RuntimeError(done.stderr[-2000:])
+    return int(found.group(1))
+
+
+def events(args) -> None:
+    rows = []
+    for sql in args.sql:
+        work = Path(tempfile.mkdtemp(prefix="pgcredit-profile-"))
+        try:
+            with embedded.throwaway(settings=("fsync=off",)) as server:
+                dsn = server.ensure_database("bench")
+                migrate(dsn, sql)
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(EVENT_SETUP)
+                    feed = conn.execute("SELECT to_regproc('credit.events_after') IS NOT NULL").fetchone()[0]
+                    if feed:
+                        conn.execute(POLL)
+                    conn.execute("VACUUM ANALYZE")
+
+                    def wal(n: int, tag: str, poll: bool) -> float:
+                        for statement in _events_script(n, args.page, f"{tag}w", poll).splitlines():
+                            conn.execute(statement)  # warm-up: every page touched once, no image measured
+                        lsn = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+                        for statement in _events_script(n, args.page, tag, poll).splitlines():
+                            conn.execute(statement)
+                        return conn.execute("SELECT pg_current_wal_insert_lsn() - %s::pg_lsn", [lsn]).fetchone()[0] / n
+
+                    wal_reserve = float(wal(2000, "plain", False))
+                    wal_moved = float(wal(2000, "moved", True)) - wal_reserve if feed else None
+                    conn.execute("CHECKPOINT")
+                server.stop()
+                n = args.calls
+                plain = (_callgrind_script(server, work, _events_script(3 * n, args.page, "c", False), "c3")
+                         - _callgrind_script(server, work, _events_script(n, args.page, "c", False), "c1"))
+                reserve = plain / (2 * n)
+                moved = None
+                if feed:
+                    # 3N against N calls, as for reserve_credit: the first poll's compiling and
+                    # planning (events_after, _move_events) falls out with the rest of start-up.
+                    polled = (_callgrind_script(server, work, _events_script(3 * n, args.page, "c", True), "p3")
+                              - _callgrind_script(server, work, _events_script(n, args.page, "c", True), "p1"))
+                    moved = (polled - plain) / (2 * n)
+                server.start("fsync=off")  # throwaway() stops it
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        rows.append((str(sql), reserve, wal_reserve, moved, wal_moved))
+    print(f"| sql tree | reserve_credit, instructions per call | WAL bytes per call | moving its event into the "
+          f"feed (polls of {args.page}), instructions per event | WAL bytes per event |")
+    print("|---|---|---|---|---|")
+    for sql, reserve, wal_reserve, moved, wal_moved in rows:
+        print(f"| {sql} | {reserve:,.0f} | {wal_reserve:,.0f} | "
+              + (f"{moved:,.0f} | {wal_moved:,.0f} |" if moved is not None else "(no feed) | |"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -273,6 +369,11 @@ def main() -> None:
     i.add_argument("--calls", type=int, default=500)
     i.add_argument("--workloads", type=lambda s: s.split(","), default=WORKLOADS)
     i.set_defaults(func=instructions)
+    e = sub.add_parser("events")
+    e.add_argument("sql", nargs="+", type=Path, help="sql/ directories (migrations + functions)")
+    e.add_argument("--calls", type=int, default=300)
+    e.add_argument("--page", type=int, default=100, help="events moved by each poll")
+    e.set_defaults(func=events)
     args = parser.parse_args()
     args.func(args)
 

@@ -5,7 +5,7 @@ psycopg 3 client for them, plus ``migrate`` and the ``pgcredit`` command."""
 
 from .client import AsyncCreditClient, CreditClient, Retry
 from .errors import (
-    BelowConvertedAmount, CreditBusy, CreditDatabaseError, CreditError, CreditRefused, DebitNotFound,
+    BelowConvertedAmount, CreditBusy, CreditDatabaseError, CreditError, CreditRefused, DebitNotFound, EventsPruned,
     ExceedsDebitAmount, ExceedsReservationAmount, IdempotencyConflict, InsufficientCredit, InvalidInput, LineBlocked,
     LineNotFound, OutcomeUnknown, Overdue, ReservationConverted, ReservationExpired, ReservationNotFound,
     ReservationReleased,
@@ -13,7 +13,7 @@ from .errors import (
 from .migrate import migrate
 from .results import (
     AgingRow, AmendResult, AvailableResult, CanReserveResult, ConvertBatchItem, ConvertResult, EntryResult,
-    Finding, LimitResult, LineRow, OpenLineResult, OverduePolicyResult, PaymentBatchItem, ReleaseResult,
+    Event, Finding, LimitResult, LineRow, OpenLineResult, OverduePolicyResult, PaymentBatchItem, ReleaseResult,
     ReservationInfo, ReservationRow, ReserveBatchItem, ReserveResult, StatementLine, StatusResult,
 )
 
@@ -22,9 +22,9 @@ __all__ = [
     "BelowConvertedAmount", "CreditBusy", "CreditDatabaseError", "CreditError", "CreditRefused", "DebitNotFound",
     "ExceedsDebitAmount", "ExceedsReservationAmount", "IdempotencyConflict", "InsufficientCredit",
     "InvalidInput", "LineBlocked", "LineNotFound", "OutcomeUnknown", "Overdue", "ReservationConverted",
-    "ReservationExpired", "ReservationNotFound", "ReservationReleased",
+    "ReservationExpired", "ReservationNotFound", "ReservationReleased", "EventsPruned",
     "AgingRow", "AmendResult", "AvailableResult", "CanReserveResult", "ConvertResult", "EntryResult",
-    "Finding", "LimitResult", "LineRow", "OpenLineResult", "OverduePolicyResult", "ReleaseResult", "ReservationInfo",
+    "Event", "Finding", "LimitResult", "LineRow", "OpenLineResult", "OverduePolicyResult", "ReleaseResult", "ReservationInfo",
     "ReservationRow", "ReserveResult", "StatementLine", "StatusResult",
     "ConvertBatchItem", "PaymentBatchItem", "ReserveBatchItem",
 ]

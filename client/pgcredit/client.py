@@ -17,11 +17,12 @@ import asyncio
 import dataclasses
 import datetime as dt
 import random
+import threading
 import time
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -29,6 +30,7 @@ from psycopg.rows import dict_row
 
 from . import errors
 from .queries import QUERIES, Query
+from .results import Event
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,30 @@ def _forget_plans(conn: Any, exc: psycopg.Error) -> bool:
     its statements again: psycopg forgets its own on DEALLOCATE ALL. (Inside a
     transaction the ROLLBACK does it.) True when a statement must be sent."""
     return errors.is_stale_plan(exc) and conn.info.transaction_status == TransactionStatus.IDLE
+
+
+class _Waits:
+    """How long events() waits before asking for more: not at all after a full
+    page (more may be waiting), a short pause after a partial one (the feed is
+    caught up; let a few more commit), and after empty pages a pause that
+    doubles up to max_wait, so that an idle feed costs a reader at most a few
+    calls per second. There is no wake-up signal to wait on instead: writers
+    send none (a NOTIFY in every transaction would serialise their commits),
+    and a reader's own call is what moves new events into the feed."""
+
+    SHORT = 0.02
+
+    def __init__(self, max_wait: float):
+        if not max_wait > 0:
+            raise ValueError(f"max_wait must be a positive number of seconds, got {max_wait!r}")
+        self.max_wait, self.idle = max_wait, self.SHORT
+
+    def after(self, rows: int, batch: int) -> float:
+        if rows:
+            self.idle = self.SHORT
+            return 0.0 if rows == batch else min(self.SHORT, self.max_wait)
+        wait, self.idle = self.idle, min(self.idle * 2, self.max_wait)
+        return min(wait, self.max_wait)
 
 
 def _metrics(metrics: Any) -> Any:
@@ -316,6 +342,18 @@ class _Api:
         return self._call("statement", False, dict(
             wholesaler_id=wholesaler_id, retailer_id=retailer_id, from_date=from_date, to_date=to_date))
 
+    def events_after(self, after_event_id: int = 0, max_rows: int = 100, wholesaler_id: str | None = None,
+                     *, partition: int | None = None):
+        """One page of the feed: the events after after_event_id, in event_id order
+        (a list of Event). Through a partitioned deployment's proxy, partition
+        (0..N-1) names the feed to read: each partition has its own. Raises
+        EventsPruned when events after the cursor were pruned. events() follows
+        the feed for you."""
+        params = dict(after_event_id=after_event_id, max_rows=max_rows, wholesaler_id=wholesaler_id)
+        if partition is None:
+            return self._call("events_after", False, params)
+        return self._call("events_after_partition", False, {**params, "partition": partition})
+
 
 class CreditClient(_Api):
     """Synchronous client over a psycopg ``Connection``, a ``psycopg_pool.ConnectionPool``
@@ -405,6 +443,30 @@ class CreditClient(_Api):
         raise AssertionError("unreachable")
 
 
+    def events(self, after_event_id: int = 0, wholesaler_id: str | None = None, *,
+               partition: int | None = None, batch: int = 100, max_wait: float = 0.5,
+               stop: threading.Event | None = None) -> Iterator[Event]:
+        """Every event after after_event_id, in event_id order, for ever (or until
+        stop is set: then it returns after its current call, also while it
+        waits): when the feed is caught up it waits for new events (see _Waits;
+        at most max_wait seconds between calls). The application keeps its
+        cursor: store the event_id of the last event it has handled, in the
+        same transaction as what it did with it, and pass it here on restart.
+        Each call to the server is a transaction of its own: give the client a
+        pool, a conninfo string or an autocommit connection."""
+        waits = _Waits(max_wait)
+        cursor = after_event_id
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            page = self.events_after(cursor, batch, wholesaler_id, partition=partition)
+            for event in page:
+                cursor = event.event_id
+                yield event
+            pause = waits.after(len(page), batch)
+            if pause:
+                stop.wait(pause)
+
+
 class AsyncCreditClient(_Api):
     """Asynchronous twin of CreditClient over an ``AsyncConnection``, an
     ``AsyncConnectionPool`` or a conninfo string; every method is awaited."""
@@ -479,3 +541,23 @@ class AsyncCreditClient(_Api):
                     raise _unconfirmed(name, params, unconfirmed)
                 return _finish(query, rows, check)
         raise AssertionError("unreachable")
+
+    async def events(self, after_event_id: int = 0, wholesaler_id: str | None = None, *,
+                     partition: int | None = None, batch: int = 100, max_wait: float = 0.5,
+                     stop: asyncio.Event | None = None) -> AsyncIterator[Event]:
+        """CreditClient.events as an async iterator: ``async for event in client.events(cursor): ...``;
+        stop, an asyncio.Event, ends it as CreditClient.events' does."""
+        waits = _Waits(max_wait)
+        cursor = after_event_id
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            page = await self.events_after(cursor, batch, wholesaler_id, partition=partition)
+            for event in page:
+                cursor = event.event_id
+                yield event
+            pause = waits.after(len(page), batch)
+            if pause:
+                try:
+                    await asyncio.wait_for(stop.wait(), pause)
+                except asyncio.TimeoutError:
+                    pass

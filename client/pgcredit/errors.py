@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +134,17 @@ class CreditDatabaseError(CreditError):
         super().__init__(message)
 
 
+class EventsPruned(CreditError):
+    """events_after: the events after this reader's cursor were pruned
+    (prune_events) before it read them. ``pruned_through`` is the largest
+    event_id removed: rebuild what the reader keeps from the API's reads, then
+    resume after it."""
+
+    def __init__(self, message: str, pruned_through: int | None):
+        self.pruned_through = pruned_through
+        super().__init__(message)
+
+
 class CreditBusy(CreditError):
     """A retryable failure (lock timeout, deadlock, serialization failure, lost
     connection) persisted through every retry. Retrying later with the same
@@ -224,6 +236,9 @@ def translate(exc: psycopg.Error) -> CreditError:
         return InvalidInput(message, exc.sqlstate)
     if exc.sqlstate == "P0002" and message.startswith("line_not_found"):
         return LineNotFound(Missing("line_not_found", message))
+    if exc.sqlstate == "55000" and message.startswith("events_pruned"):
+        found = re.search(r"pruned_through=(\d+)", exc.diag.message_detail or "")
+        return EventsPruned(message, int(found.group(1)) if found else None)
     return CreditDatabaseError(str(exc).strip(), exc.sqlstate)
 
 

@@ -99,6 +99,15 @@ QUERIES: dict[str, Query] = {
         "SELECT * FROM credit.statement(%(wholesaler_id)s::text, %(retailer_id)s::text,"
         " %(from_date)s::date, %(to_date)s::date)",
         r.StatementLine, many=True),
+    "events_after": Query(
+        "SELECT * FROM credit.events_after(%(after_event_id)s::bigint, %(max_rows)s::integer,"
+        " %(wholesaler_id)s::text)",
+        r.Event, many=True),
+    # Through a partitioned deployment's proxy: one feed per partition.
+    "events_after_partition": Query(
+        "SELECT * FROM credit.events_after(%(after_event_id)s::bigint, %(max_rows)s::integer,"
+        " %(wholesaler_id)s::text, %(partition)s::integer)",
+        r.Event, many=True),
     # Bulk calls: one array per argument, one row per item.
     "reserve_credit_batch": Query(
         "SELECT * FROM credit.reserve_credit_batch(%(wholesaler_ids)s::text[], %(retailer_ids)s::text[],"

@@ -215,6 +215,43 @@ class AgingRow:
     oldest_unpaid_due_date: dt.date | None
 
 
+# The keys of Event.data that hold money: strings with 2 decimals in the
+# feed, Decimal here. Settlements are a list of objects with an amount.
+EVENT_MONEY = frozenset({"available", "outstanding", "released_amount", "previous_limit", "max_overdue_amount",
+                         "reserved", "temporary_limit", "previous_amount", "remaining_amount"})
+
+
+def event_data(data: dict) -> dict:
+    """An event's data with its money as Decimal."""
+    out = {}
+    for key, value in data.items():
+        if key in EVENT_MONEY and value is not None:
+            value = Decimal(value)
+        elif key == "settlements":
+            value = [{**s, "amount": Decimal(s["amount"])} for s in value]
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of the feed (events_after; SPEC "Events"). data holds the
+    kind's figures: money as Decimal, moments (effective_at, expires_at,
+    valid_until) as ISO 8601 strings, as the feed's JSON has them."""
+
+    event_id: int
+    kind: str
+    wholesaler_id: str
+    retailer_id: str
+    ref: str | None
+    amount: Decimal | None
+    data: dict
+    created_at: dt.datetime
+
+    def __post_init__(self):
+        object.__setattr__(self, "data", event_data(self.data))
+
+
 # Bulk calls: one row per item, in item order; `item` counts from 1.
 
 

@@ -10,7 +10,9 @@ SET ROLE credit_owner;
 -- (credit._entry_delta) in the allocation's own UPDATE of the line; a DEBIT
 -- converted from a hold also takes the hold out of reserved there
 -- (unreserved). The caller holds the lines' row locks and has found every
--- key new (credit._replay). Returns the new entries' ids in item order.
+-- key new (credit._replay). Each entry other than a DEBIT writes its event
+-- after its allocation (credit._entry_event); a DEBIT's is its booking's.
+-- Returns the new entries' ids in item order.
 --
 -- A single payment that names its invoices (record_payment's applies_to)
 -- passes them as applies_to, kept on its entry, and their DEBITs as
@@ -31,6 +33,7 @@ DECLARE
     v_ids bigint[];
     v_dues date[];
     v_delta numeric;
+    v_mark bigint;
 BEGIN
     -- Ids are drawn in item order, so ordering by id is ordering by item.
     WITH ins AS (
@@ -47,12 +50,19 @@ BEGIN
 
     FOR i IN 1 .. coalesce(cardinality(v_ids), 0) LOOP
         v_delta := credit._entry_delta(entry_type, amounts[i]);
+        IF entry_type <> 'DEBIT' THEN  -- the settlements this entry makes come after this one
+            SELECT coalesce(max(s.id), 0) INTO v_mark FROM credit.settlement s;
+        END IF;
         IF v_delta > 0 THEN
             PERFORM credit._allocate_item(line_ids[i], v_ids[i], v_dues[i], v_delta, now(), v_delta,
                                           -coalesce(unreserved[i], 0));
         ELSE
             PERFORM credit._allocate_credit(line_ids[i], -v_delta, debit_ids[i], now(), v_delta,
                                             CASE WHEN debit_ids[i] IS NULL THEN first_items END);
+        END IF;
+        IF entry_type <> 'DEBIT' THEN
+            PERFORM credit._entry_event(line_ids[i], entry_type, v_ids[i], refs[i], amounts[i], v_dues[i], memos[i],
+                                        debit_ids[i], applies_to, v_mark);
         END IF;
     END LOOP;
     RETURN v_ids;

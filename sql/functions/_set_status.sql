@@ -19,6 +19,8 @@ BEGIN
         UPDATE credit.line x SET status = _set_status.status WHERE x.id = l.id;
         INSERT INTO credit.line_event (line_id, kind, reason)
         VALUES (l.id, CASE _set_status.status WHEN 'blocked' THEN 'blocked' ELSE 'unblocked' END, reason);
+        PERFORM credit._event(l.wholesaler_id, l.retailer_id, CASE _set_status.status WHEN 'blocked' THEN 'line_blocked' ELSE 'line_unblocked' END,
+                              NULL, NULL, credit._available(l), jsonb_build_object('reason', reason));
     END IF;
     RETURN ('ok', _set_status.status)::credit.status_result;
 END

@@ -130,6 +130,10 @@ BEGIN
          WHERE r.line_id = h.line_id AND r.order_ref = h.order_ref;
     END IF;
     UPDATE credit.line x SET reserved = x.reserved + v_delta WHERE x.id = l.id;
+    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'hold_amended', amend_ref, v_amount, v_available - v_delta,
+        jsonb_build_object('order_ref', order_ref, 'previous_amount', h.amount::text,
+                           'remaining_amount', (v_amount - coalesce(h.converted_amount, 0))::text,
+                           'hold_status', CASE WHEN v_amount = h.converted_amount THEN 'converted' ELSE 'active' END));
     RETURN ('ok', h.id, CASE WHEN v_amount = h.converted_amount THEN 'converted' ELSE 'active' END, v_amount,
             h.amount, v_amount - coalesce(h.converted_amount, 0), v_available - v_delta, 0.00,
             false)::credit.amend_result;

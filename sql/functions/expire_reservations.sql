@@ -2,11 +2,14 @@ SET ROLE credit_owner;
 
 -- Marks up to max_count expired holds 'expired'; returns how many. Expired
 -- holds already stop counting before this runs; the sweep makes it visible in
--- their status. Lines locked by a running operation are skipped, not waited
--- for: that operation sweeps its own line. Lines are locked in ascending id order.
--- A line can hold an expired hold only once its next_expiry has passed, so
--- the lines are found by scanning credit.line (O(lines)) and each one's
--- active holds by its range of reservation_list_idx: ended holds are never read.
+-- their status, and writes the time-driven events (hold_expired, and
+-- temporary_limit_ended and overdue_began for lines where time alone changed
+-- those, which it sweeps too). Lines locked by a running operation are
+-- skipped, not waited for: that operation sweeps its own line. Lines are
+-- locked in ascending id order. A line can change by time alone only once its
+-- next_expiry has passed, so the lines are found by scanning credit.line
+-- (O(lines)) and each one's active holds by its range of
+-- reservation_list_idx: ended holds are never read.
 CREATE OR REPLACE FUNCTION credit.expire_reservations(max_count integer DEFAULT 1000)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
@@ -21,8 +24,10 @@ BEGIN
     FOR v_line IN
         SELECT l.id FROM credit.line l
          WHERE l.next_expiry <= now()
-           AND EXISTS (SELECT FROM credit.reservation r
-                        WHERE r.line_id = l.id AND r.status = 'active' AND r.expires_at <= now())
+           AND (EXISTS (SELECT FROM credit.reservation r
+                         WHERE r.line_id = l.id AND r.status = 'active' AND r.expires_at <= now())
+                OR l.limit_valid_until <= now()
+                OR l.overdue_since IS NULL AND credit._overdue(l))
          ORDER BY l.id
            FOR NO KEY UPDATE SKIP LOCKED
     LOOP
@@ -37,9 +42,10 @@ GRANT EXECUTE ON FUNCTION credit.expire_reservations(integer) TO credit_app;
 
 -- The reference (docs/SQL-REFERENCE.md, `pgcredit reference`) is made of these comments.
 COMMENT ON FUNCTION credit.expire_reservations(integer) IS $doc$Marks up to max_count holds past their expiry as expired. Expired holds stop counting toward reserved at
-once without it; the sweep makes it visible in their status and keeps the lines' totals exact. Lines
-locked by a running call are skipped, not waited for (that call sweeps its own line). Run it every minute
-(`pgcredit schedule`), or `pgcredit expire`.
+once without it; the sweep makes it visible in their status and keeps the lines' totals exact, and writes
+the time-driven events (hold_expired; temporary_limit_ended and overdue_began on the lines where time
+alone changed those, which it sweeps too). Lines locked by a running call are skipped, not waited for
+(that call sweeps its own line). Run it every minute (`pgcredit schedule`), or `pgcredit expire`.
 Arguments:
   max_count: the most holds to mark in this call, 1 to 1,000,000.
 Returns: the number of holds marked expired; fewer than max_count means none is left.

@@ -37,6 +37,8 @@ BEGIN
     RETURNING * INTO l;
     IF l.id IS NOT NULL THEN
         INSERT INTO credit.line_event (line_id, kind, new_limit) VALUES (l.id, 'opened', v_limit);
+        PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'line_opened', NULL, v_limit, v_limit, jsonb_build_object(
+            'currency', l.currency, 'payment_terms_days', l.payment_terms_days));
         RETURN ('ok', l.id, v_limit, 0, 0, v_limit, l.status, false)::credit.open_line_result;
     END IF;
 

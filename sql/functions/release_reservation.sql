@@ -44,6 +44,8 @@ BEGIN
        SET status = 'released', released_at = now(), release_reason = reason, released_amount = v_remaining
      WHERE r.line_id = h.line_id AND r.order_ref = h.order_ref;
     UPDATE credit.line x SET reserved = x.reserved - v_remaining WHERE x.id = l.id;
+    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'hold_released', order_ref, v_remaining,
+                          v_available + v_remaining, CASE WHEN reason IS NOT NULL THEN jsonb_build_object('reason', reason) END);
     RETURN ('ok', h.id, 'released', v_remaining, v_available + v_remaining, false)::credit.release_result;
 END
 $$;

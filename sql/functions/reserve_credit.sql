@@ -56,6 +56,12 @@ BEGIN
              WHERE x.id = v_line AND v_amount <= credit._fast_path_room(x)
             RETURNING credit._fast_path_available(x) INTO v_available;
             IF FOUND THEN
+                -- The event, as credit._event writes it, inline: the call would add a
+                -- third to what the insert costs this path (BENCHMARKS.md, "Events").
+                INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+                VALUES (reserve_credit.wholesaler_id, reserve_credit.retailer_id, 'hold_reserved',
+                        reserve_credit.order_ref, v_amount, v_available,
+                        CASE WHEN v_expires_at IS NOT NULL THEN jsonb_build_object('expires_at', v_expires_at) END);
                 RETURN ('ok', v_id, 'active', v_amount, v_available, 0.00, false)::credit.reserve_result;
             END IF;
             DELETE FROM credit.reservation r WHERE r.line_id = v_line AND r.order_ref = reserve_credit.order_ref;
@@ -97,6 +103,8 @@ BEGIN
     UPDATE credit.line x
        SET reserved = x.reserved + v_amount, next_expiry = least(x.next_expiry, v_expires_at)
      WHERE x.id = l.id;
+    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'hold_reserved', order_ref, v_amount, v_available - v_amount,
+        CASE WHEN v_expires_at IS NOT NULL THEN jsonb_build_object('expires_at', v_expires_at) END);
     RETURN ('ok', v_id, 'active', v_amount, v_available - v_amount, 0.00, false)::credit.reserve_result;
 END
 $$;

@@ -96,6 +96,17 @@ BEGIN
            SET reserved = x.reserved + u.total, next_expiry = least(x.next_expiry, v_expires_at)
           FROM unnest(v_line_ids, v_totals) AS u(id, total)
          WHERE x.id = u.id;
+        -- The items' hold_reserved events, in item order: credit._event's
+        -- insert, made for all items at once.
+        INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+        SELECT t.w, t.r, 'hold_reserved', t.o, t.a, t.avail,
+               CASE WHEN v_expires_at IS NOT NULL THEN jsonb_build_object('expires_at', v_expires_at) END
+          FROM (SELECT u.w, u.r, u.o, u.i, round(u.a, 2) AS a,
+                       b.avail - sum(round(u.a, 2)) OVER (PARTITION BY u.line_id ORDER BY u.i) AS avail
+                  FROM unnest(wholesaler_ids, retailer_ids, v_lines, order_refs, amounts)
+                       WITH ORDINALITY AS u(w, r, line_id, o, a, i)
+                  JOIN unnest(v_line_ids, v_before) AS b(line_id, avail) ON b.line_id = u.line_id) t
+         ORDER BY t.i;
         RETURN QUERY
             SELECT t.i::integer, 'ok'::text, t.id, 'active'::text, round(t.a, 2),
                    (b.avail - sum(round(t.a, 2)) OVER (PARTITION BY t.line_id ORDER BY t.i))::numeric(1000, 2),

@@ -39,6 +39,9 @@ BEGIN
     INSERT INTO credit.line_event (line_id, kind, old_limit, new_limit, reason, valid_until)
     VALUES (l.id, 'limit_changed', credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until),
             v_limit, reason, valid_until);
+    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'limit_changed', NULL, v_limit, v_limit - l.reserved - l.outstanding,
+        jsonb_build_object('previous_limit', credit._active_limit(l.credit_limit, l.temp_limit, l.limit_valid_until)::text,
+                           'valid_until', valid_until, 'reason', reason));
     RETURN ('ok', v_limit, l.reserved, l.outstanding, v_limit - l.reserved - l.outstanding)::credit.limit_result;
 END
 $$;

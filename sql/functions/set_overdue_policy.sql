@@ -35,6 +35,10 @@ BEGIN
      WHERE x.id = l.id;
     INSERT INTO credit.line_event (line_id, kind, reason, grace_days, max_overdue_amount)
     VALUES (l.id, 'overdue_policy', reason, grace_days, v_max);
+    PERFORM credit._event(l.wholesaler_id, l.retailer_id, 'overdue_policy_set', NULL, v_max, credit._available(l),
+        jsonb_build_object('grace_days', grace_days, 'max_overdue_amount', v_max::text, 'reason', reason));
+    -- The new policy may start or end the line's refusals at once.
+    PERFORM credit._overdue_event(l.id);
     RETURN ('ok', grace_days, v_max)::credit.overdue_policy_result;
 END
 $$;

@@ -7,6 +7,8 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
@@ -83,3 +85,21 @@ def test_readme_links_the_projects_own_reference():
             text = path.read_text(encoding="utf-8", errors="replace")
             found += [f"{path.relative_to(repo)}: {word}" for word in outside if word in text]
     assert found == []
+
+
+@pytest.mark.direct_only("through the proxy each partition has its own feed: events_after takes a partition")
+def test_event_examples(dsn, conn, capsys):
+    from pgcredit import CreditClient
+
+    credit = CreditClient(dsn)
+    credit.open_line("acme", "corner-store", Decimal("100000"))
+    credit.reserve_credit("acme", "corner-store", "order-17", Decimal("2500.00"))
+    code = block("python", "## Events: what the database decided")
+    exec(compile(code, "README.md", "exec"), {"credit": credit})
+    credit.close()
+    printed = capsys.readouterr().out.splitlines()
+    shown = [line.removeprefix("# ") for line in code.splitlines() if re.match(r"# \d", line)]
+    assert printed == shown
+    rows = conn.execute(re.sub(r"--.*", "", block("sql", "## Events: what the database decided"))).fetchall()
+    assert [(r["kind"], r["available"]) for r in rows] == [("line_opened", "100000.00"), ("hold_reserved", "97500.00")]
+

@@ -7,13 +7,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from support.db import call
-from pgcredit.tools.bench import AB_WORKLOADS
+from pgcredit.tools.bench import AB_CONFIGS, AB_WORKLOADS, EVENTS_OFF, EVENTS_WORKLOADS
 from pgcredit.tools.cli import AGING_COLUMNS, main
 
 
@@ -151,10 +153,76 @@ def test_bench_compare_sql_runs_and_reports(tmp_path):
     done = pgcredit("bench", "--compare-sql", str(sql), "--quick", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "ab.md").read_text()
-    assert f"A: {sql}, B: this installation's sql/" in report
-    rows = [line for line in report.splitlines() if line.startswith("| ") and " @" in line.split(" | ")[0]]
-    assert [r.split(" | ")[0] for r in rows] == [f"| {name} @{clients}" for name, clients in AB_WORKLOADS]
-    for row in rows:
-        assert float(row.split(" | ")[2]) > 0  # the median of B/A
-    # The hot batch against the bare UPDATE, on each side.
-    assert [line.split(":")[0] for line in report.splitlines() if line.startswith("- ")] == ["- A", "- B"]
+    assert (f"A: {sql}, its feed followed by 1 consumer(s); "
+            f"B: this installation's sql/, its feed followed by 1 consumer(s).") in report
+    rows = [line for line in report.splitlines() if line.startswith(("| tuned | ", "| default | "))
+            and " @" in line.split(" | ")[1]]
+    # Both server configurations: the tuned one, then PostgreSQL's defaults over TCP.
+    assert [r.split(" | ")[:2] for r in rows[:len(AB_WORKLOADS) * 2]] == [
+        [f"| {config}", f"{name} @{clients}"] for config in AB_CONFIGS for name, clients in AB_WORKLOADS]
+    for row in rows[:len(AB_WORKLOADS) * 2]:
+        assert float(row.split(" | ")[3]) > 0  # the median of B/A
+    # The hot batch against the bare UPDATE, on each side, on each configuration.
+    assert [line.split(":")[0] for line in report.splitlines()
+            if line.startswith("- ") and not line.startswith("- **")] == ["- A", "- B"] * 2
+    # This tree has the event feed: B's rounds were followed by a consumer, whose latency is reported.
+    followed = [line.split(" | ") for line in report.splitlines() if line.endswith(" |") and " | B | " in line]
+    assert {(cells[0], cells[1]) for cells in followed} == {
+        (f"| {config}", f"{name} @{clients}") for config in AB_CONFIGS for name, clients in AB_WORKLOADS
+        if name != "bare_hot"}  # the bare UPDATE writes no event
+    assert all(float(cells[5]) >= 0 for cells in followed)  # p99 seconds
+
+
+def test_bench_events_runs_and_reports(tmp_path):
+    """`pgcredit bench --events`: reserve_credit with the feed against the
+    same SQL without it, on both server configurations, B followed by the
+    consumers asked for; every target gets a verdict (speed is not asserted)."""
+    done = pgcredit("bench", "--events", "--readers", "2", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = (tmp_path / "events.md").read_text()
+    assert report == done.stdout.strip() + "\n"
+    assert "A: this installation's sql/ with the event feed's writes discarded" in report
+    assert "followed by 2 consumer(s)" in report
+    wanted = [(config, f"{name} @{clients}") for config in AB_CONFIGS for name, clients in EVENTS_WORKLOADS]
+    rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| ")]
+    assert [(r[0][2:], r[1]) for r in rows if len(r) == 5 and "–" in r[4]] == wanted  # B/A per round
+    # Only B has a feed to follow, and its consumers got events in every run.
+    followed = [r for r in rows if len(r) == 7 and r[2] in ("A", "B")]
+    assert [(r[0][2:], r[1], r[2]) for r in followed] == [(c, w, "B") for c, w in wanted]
+    assert all(int(r[3].replace(",", "")) > 0 for r in followed)
+    verdicts = [r for r in rows if len(r) == 6 and r[5].strip(" |") in ("met", "MISSED")]
+    assert [(r[0][2:], r[1], r[2].split(",")[0]) for r in verdicts] == [
+        (c, w, t) for c, w in wanted for t in ("with events / without", "an event readable after its commit")]
+
+
+def test_the_bench_side_without_events_writes_none_and_answers_the_same(cluster):
+    """Side A of `bench --events` (EVENTS_OFF) differs from B in the events
+    alone: the same calls give the same answers, and no event is written on
+    any path (reserve_credit's fast path and its locked one, amendments,
+    shipments, payments, releases)."""
+    def play(conn) -> list:
+        answers = [call(conn, "open_line", "w", "r", 100)]
+        answers.append(call(conn, "reserve_credit", "w", "r", "o1", 30))  # the fast path
+        answers.append(call(conn, "reserve_credit", "w", "r", "o0", 5, "1 millisecond"))
+        time.sleep(0.01)
+        answers.append(call(conn, "reserve_credit", "w", "r", "o2", 70))  # a hold to expire: the locked path, a sweep
+        answers.append(call(conn, "reserve_credit", "w", "r", "o3", 1))  # refused
+        answers.append(call(conn, "amend_reservation", "w", "r", "o1", 20, "o1-10"))
+        answers.append(call(conn, "convert_to_debit", "w", "r", "o2", 30, None, "o2/1"))
+        answers.append(call(conn, "release_reservation", "w", "r", "o1"))
+        answers.append(call(conn, "record_payment", "w", "r", "p1", 30))
+        return [{k: v for k, v in a.items() if not k.endswith("_id")} for a in answers]
+
+    with_feed, without = cluster.create_database(), cluster.create_database()
+    try:
+        with psycopg.connect(cluster.dsn(with_feed), autocommit=True, row_factory=dict_row) as b, \
+                psycopg.connect(cluster.dsn(without), autocommit=True, row_factory=dict_row) as a:
+            a.execute(EVENTS_OFF)
+            assert play(a) == play(b)
+            events = "SELECT (SELECT count(*) FROM credit.event_inbox) + (SELECT count(*) FROM credit.event) AS n"
+            assert a.execute(events).fetchone()["n"] == 0
+            assert b.execute(events).fetchone()["n"] >= 9
+            assert a.execute("SELECT count(*) AS n FROM credit.events_after(0)").fetchone()["n"] == 0
+    finally:
+        cluster.drop_database(with_feed)
+        cluster.drop_database(without)

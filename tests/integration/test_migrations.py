@@ -43,6 +43,11 @@ def release_objects(k: int, dest: Path) -> None:
                     "older releases' function files cannot be rebuilt")
     commits = added.stdout.split()
     rev = f"{commits[-1]}^" if commits else "HEAD"  # not committed yet: HEAD is the release before it
+    if _migrations_at(rev) != [m.name for m in MIGRATIONS[:k]]:
+        # A branch whose migration was renumbered when main took its number (never
+        # a migration on main): its first parents never held main's first k. The
+        # newest commit that did is main's release as the branch merged it.
+        rev = _newest_with([m.name for m in MIGRATIONS[:k]])
     # Views lived among the functions until they got a folder of their own.
     folders = [f"sql/{f}" for f in OBJECT_FOLDERS
                if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{rev}:sql/{f}"]).returncode == 0]
@@ -52,6 +57,20 @@ def release_objects(k: int, dest: Path) -> None:
         archive.extractall(dest / ".release", **safe)
     for folder in (dest / ".release" / "sql").iterdir():
         folder.rename(dest / folder.name)
+
+
+def _migrations_at(rev: str) -> list[str]:
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", f"{rev}:sql/migrations"],
+                            capture_output=True, text=True)
+    return sorted(listed.stdout.split()) if listed.returncode == 0 else []
+
+
+def _newest_with(names: list[str]) -> str:
+    commits = subprocess.run(["git", "-C", str(REPO), "rev-list", "--topo-order", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    found = next((c for c in commits if _migrations_at(c) == names), None)
+    assert found, f"no commit of HEAD's history holds exactly the migrations {names}"
+    return found
 
 
 @pytest.mark.parametrize("path", MIGRATIONS, ids=lambda p: p.name)

@@ -58,6 +58,20 @@ def _backdate_refusals(conn, code: str, ages: list[str]) -> None:
                      " VALUES (now() - %s::interval, 'w', 'old', 'o', 1, %s)", [age, code])
 
 
+def test_events_wait_until_a_reader_or_the_prune_job_moves_them(conn):
+    call(conn, "open_line", "w", "r", 100)
+    call(conn, "reserve_credit", "w", "r", "o", 1)
+    time.sleep(0.05)
+    waiting = conn.execute("SELECT * FROM credit.monitor_events").fetchone()
+    assert waiting["events_waiting"] == 2 and 0.05 <= waiting["oldest_waiting_seconds"] < 60
+    conn.execute("SELECT count(*) FROM credit.events_after()")
+    assert conn.execute("SELECT * FROM credit.monitor_events").fetchone() == \
+        {"events_waiting": 0, "oldest_waiting_seconds": 0}
+    call(conn, "record_payment", "w", "r", "p", 1)
+    conn.execute("SELECT credit.prune_events(interval '30 days')")  # the job moves too
+    assert conn.execute("SELECT events_waiting FROM credit.monitor_events").fetchone()["events_waiting"] == 0
+
+
 def test_refusal_windows_count_by_code_and_window(conn):
     call(conn, "open_line", "w", "r", 100)
     call(conn, "reserve_credit", "w", "r", "big1", 500)

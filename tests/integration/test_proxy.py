@@ -8,6 +8,7 @@ test_readme) also run through a proxy: see conftest.py."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import importlib.util
 import io
@@ -87,7 +88,8 @@ def test_setup_strides_ids_and_migrating_again_changes_nothing(cluster, proxy_te
         first = migrate_partitions(proxy_dsn, dsns)
         with psycopg.connect(dsns[0]) as conn:
             views = conn.execute("SELECT count(*) FROM pg_views WHERE schemaname = 'credit'").fetchone()[0]
-        assert first.layer_changed and first.functions == len(API) + 1 and first.views == views  # + record_reconcile
+        # + record_reconcile and prune_events, the owner's
+        assert first.layer_changed and first.functions == len(API) + 2 and first.views == views
         with psycopg.connect(proxy_dsn, autocommit=True) as conn:
             catalog = "SELECT md5(string_agg(p.oid::text || ':' || p.xmin::text, ',' ORDER BY p.oid)) FROM pg_proc p " \
                       "WHERE p.pronamespace IN ('credit'::regnamespace, 'credit_route'::regnamespace)"
@@ -99,8 +101,10 @@ def test_setup_strides_ids_and_migrating_again_changes_nothing(cluster, proxy_te
             with psycopg.connect(dsn) as conn:
                 assert conn.execute("SELECT partition_index, partition_count FROM credit.partition_config"
                                     ).fetchone() == (i, PARTITIONS)
+                # The event inbox's sequence orders a partition's own events: not an id.
                 strides = conn.execute("SELECT DISTINCT seqincrement, seqstart FROM pg_sequence s JOIN pg_class c "
-                                       "ON c.oid = s.seqrelid WHERE c.relnamespace = 'credit'::regnamespace").fetchall()
+                                       "ON c.oid = s.seqrelid WHERE c.relnamespace = 'credit'::regnamespace "
+                                       "AND c.relname <> 'event_inbox_seq'").fetchall()
                 assert strides == [(PARTITIONS, i + 1)]
     finally:
         for n in names:
@@ -397,16 +401,29 @@ def test_the_proxy_carries_the_single_servers_reference(proxy, px, parts):
     server's reference: the same signatures, results, roles and text. The
     comments are copied on every migrate, even when the routing layer stays
     as it was (a comment can change alone)."""
-    assert render(read_catalog(px)) == render(read_catalog(parts[0]))
+    assert _reference(px) == _reference(parts[0])
     px.execute("COMMENT ON VIEW credit.monitor_book IS NULL")
     px.execute("COMMENT ON FUNCTION credit.reserve_credit(text, text, text, numeric, interval) IS 'stale'")
-    assert render(read_catalog(px)) != render(read_catalog(parts[0]))
+    assert _reference(px) != _reference(parts[0])
     assert migrate_partitions(proxy.dsn, proxy.partition_dsns()).layer_changed is False
-    assert render(read_catalog(px)) == render(read_catalog(parts[0]))
+    assert _reference(px) == _reference(parts[0])
+    # What the proxy adds: the partition a per-partition feed is read from, and the list of them.
+    feed = {f.name: f for f in read_catalog(px).functions}["events_after"]
+    assert [a[0] for a in feed.arguments] == ["after_event_id", "max_rows", "wholesaler_id", "partition"]
+    assert "  partition: the partition, 0 to N-1 (credit.partitions() lists them)" in feed.comment
+    assert [r["partition"] for r in px.execute("SELECT * FROM credit.partitions()")] == list(range(PARTITIONS))
+
+
+def _reference(conn) -> str:
+    """The reference without what a proxy adds to a single server's API
+    (events_after's partition, credit.partitions())."""
+    catalog = read_catalog(conn)
+    return render(dataclasses.replace(catalog, functions=tuple(
+        f for f in catalog.functions if f.name not in ("events_after", "partitions"))))
 
 
 def test_proxy_roles_and_grants_are_a_single_servers(cluster, proxy, px, parts):
-    assert _executable(px, "credit_app") == sorted(API)
+    assert _executable(px, "credit_app") == sorted(API + ["partitions"])  # the proxy's list of feeds
     # The auditor: the API functions it may call on a partition, and the
     # functions behind the proxy's views (a view checks them against its reader).
     on_partition = [f for f in _executable(parts[0], "credit_auditor") if not f.startswith("_")]
@@ -414,7 +431,7 @@ def test_proxy_roles_and_grants_are_a_single_servers(cluster, proxy, px, parts):
         "SELECT relname FROM pg_class WHERE relnamespace = 'credit'::regnamespace AND relkind = 'v' "
         "AND has_table_privilege('credit_auditor', oid, 'SELECT')")]
     assert _executable(px, "credit_auditor") == sorted(
-        on_partition + [f"_{v}_rows" for v in views] + ["_jsonb_counts_sum"])
+        on_partition + [f"_{v}_rows" for v in views] + ["_jsonb_counts_sum", "partitions"])
     px.execute("CREATE ROLE nobody_in_particular")
     try:
         assert _executable(px, "nobody_in_particular") == []

@@ -112,13 +112,19 @@ _ERRCODE = re.compile(r"ERRCODE\s*=\s*'([0-9A-Z]{5})'")
 _ASSEMBLED = re.compile(r"'[a-z]+(?:_[a-z]+)*_'\s*\|\|")
 
 
+# An event's kind names what happened (line_blocked, ...), not a result code.
+_EVENT = re.compile(r"credit\._event\((?:[^;']|'(?:[^']|'')*')*;")
+
+
 def _sources(conn) -> dict[str, str]:
     """Every function of schema credit, internal ones too: name -> source
-    (overloads joined), without -- comments."""
+    (overloads joined), without -- comments and without the arguments of
+    the events it writes (the call to credit._event stays, as a call)."""
     out: dict[str, str] = {}
     with conn.cursor(row_factory=tuple_row) as cur:
         for name, src in cur.execute("SELECT proname, prosrc FROM pg_proc WHERE pronamespace = 'credit'::regnamespace"):
-            out[name] = out.get(name, "") + "\n" + re.sub(r"--[^\n]*", "", src)
+            src = _EVENT.sub("credit._event();", re.sub(r"--[^\n]*", "", src))
+            out[name] = out.get(name, "") + "\n" + src
     return out
 
 

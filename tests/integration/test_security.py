@@ -7,12 +7,13 @@ import pytest
 
 from support.db import API, APP_USER, AUDITOR_USER, MONITOR_USER, call
 
-TABLES = ["line", "line_event", "reservation", "ledger_entry", "refusal", "currency", "open_item", "settlement"]
+TABLES = ["line", "line_event", "reservation", "ledger_entry", "refusal", "currency", "open_item", "settlement",
+          "event_inbox", "event", "event_state"]
 VIEWS = ["line_summary", "monitor_totals", "monitor_refusals", "monitor_lines", "monitor_book",
-         "monitor_refusal_windows", "monitor_sweep", "monitor_lock_waits", "monitor_reconcile"]
+         "monitor_refusal_windows", "monitor_sweep", "monitor_lock_waits", "monitor_reconcile", "monitor_events"]
 # What the exporter's queries read (ops/postgres_exporter/queries.yaml): aggregates, no retailer ids.
 MONITOR_VIEWS = ["monitor_book", "monitor_refusal_windows", "monitor_sweep", "monitor_lock_waits",
-                 "monitor_reconcile"]
+                 "monitor_reconcile", "monitor_events"]
 
 
 def _as(cluster, dbname, user):
@@ -107,7 +108,7 @@ def test_auditor_may_execute_only_its_reads(conn):
     # _reserved_now, _active_limit: the views call them, and a view
     # checks function privileges against its reader.
     assert sorted(r["proname"] for r in rows) == [
-        "_active_limit", "_reserved_now", "aging", "get_reservation", "list_lines",
+        "_active_limit", "_reserved_now", "aging", "events_after", "get_reservation", "list_lines",
         "list_reservations", "reconcile", "statement"]
 
 

@@ -136,6 +136,16 @@ BAD = [
     ("convert_to_debit_batch", ([W, W], [R, R], ["o", "o2"], None, [None, "o2"]), "shipment_refs[2]"),
     ("convert_to_debit_batch", ([W, W], [R, R], ["o", "o2"], None, ["s\x01", None]), "shipment_refs[1]"),
     ("convert_to_debit_batch", ([W, W], [R, R], ["o", "o2"], None, ["s"]), "shipment_refs"),
+    # v1.2 events
+    ("events_after", (-1,), "after_event_id"),
+    ("events_after", (None,), "after_event_id"),
+    ("events_after", (0, 0), "max_rows"),
+    ("events_after", (0, 1001), "max_rows"),
+    ("events_after", (0, None), "max_rows"),
+    ("events_after", (0, 100, " "), "wholesaler_id"),
+    ("events_after", (0, 100, "w" * 201), "wholesaler_id"),
+    # A cursor this feed never gave: events that will get the ids up to it would be skipped.
+    ("events_after", (10**9,), "after_event_id"),
 ]
 
 @pytest.fixture

@@ -121,6 +121,8 @@ def _sql_expected(conn) -> dict[tuple[str, frozenset], float]:
         conn.execute("SELECT holds_awaiting_sweep FROM credit.monitor_sweep").fetchone()["holds_awaiting_sweep"]
     out[key("pgcredit_line_lock_waiters")] = \
         conn.execute("SELECT waiters FROM credit.monitor_lock_waits").fetchone()["waiters"]
+    out[key("pgcredit_events_waiting")] = \
+        conn.execute("SELECT events_waiting FROM credit.monitor_events").fetchone()["events_waiting"]
     run = conn.execute("SELECT extract(epoch FROM finished_at) AS ts, extract(epoch FROM finished_at - started_at) AS d,"
                        " findings, extract(epoch FROM oldest_active_hold_age) AS age, findings_by_check"
                        " FROM credit.monitor_reconcile").fetchone()
@@ -139,6 +141,8 @@ def _seconds(conn) -> dict[str, float]:
             "SELECT oldest_awaiting_sweep_seconds AS s FROM credit.monitor_sweep").fetchone()["s"]),
         "pgcredit_line_lock_longest_wait_seconds": float(conn.execute(
             "SELECT longest_wait_seconds AS s FROM credit.monitor_lock_waits").fetchone()["s"]),
+        "pgcredit_events_oldest_waiting_seconds": float(conn.execute(
+            "SELECT oldest_waiting_seconds AS s FROM credit.monitor_events").fetchone()["s"]),
     }
 
 
@@ -197,6 +201,7 @@ def test_exporter_reports_what_the_sql_says(exporter, conn, dsn):
     assert expected[key("pgcredit_refusals_last_1h", code="overdue")] == 0
     assert expected[key("pgcredit_holds_awaiting_sweep")] == 2
     assert expected[key("pgcredit_line_lock_waiters")] == 1
+    assert expected[key("pgcredit_events_waiting")] > 10  # every change's event: nothing reads the feed here
     assert expected[key("pgcredit_past_due_amount", currency="USD", status="blocked")] == 300
     assert expected[key("pgcredit_past_due_amount", currency="INR", status="active")] == 0
     # The corrupted total breaks outstanding_total and the allocation identity.
@@ -213,7 +218,7 @@ def test_every_pgcredit_metric_has_help_and_a_low_cardinality_name(exporter, con
         text = r.read().decode()
     families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE pgcredit_")}
     helps = {line.split()[2]: line for line in text.splitlines() if line.startswith("# HELP pgcredit_")}
-    assert len(families) == 18
+    assert len(families) == 20
     for family in families:
         assert len(helps[family].split(None, 3)[3]) > 20, family
         assert not family.endswith("_total")  # gauges here; counters come from the client (pgcredit.metrics)

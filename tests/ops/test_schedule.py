@@ -69,6 +69,8 @@ def test_schedule_installs_jobs_that_pg_cron_runs(cluster, capsys):
         for dsn in (shop, here, shop):  # a second run updates the jobs in place
             assert main(["schedule", "--dsn", dsn]) == 0
         out = capsys.readouterr().out
+        assert main(["schedule", "--dsn", shop, "--keep-events", "forever"]) == 1
+        assert "--keep-events must be an interval" in capsys.readouterr().err
         assert "scheduled pgcredit-expire:shop: '* * * * *' SELECT credit.expire_reservations() " \
                "(in database shop)" in out
         assert "scheduled pgcredit-reconcile:postgres: '*/10 * * * *'" in out
@@ -81,12 +83,13 @@ def test_schedule_installs_jobs_that_pg_cron_runs(cluster, capsys):
             assert _jobs(cron) == [
                 {"jobname": f"pgcredit-{kind}:{db}", "schedule": when, "command": command, "database": db,
                  "username": "postgres", "active": True}
-                for kind, when, command in (("expire", "* * * * *", "SELECT credit.expire_reservations()"),
+                for kind, when, command in (("events", "* * * * *", "SELECT credit.prune_events('30 days')"),
+                                            ("expire", "* * * * *", "SELECT credit.expire_reservations()"),
                                             ("reconcile", "*/10 * * * *", "SELECT credit.record_reconcile()"))
                 for db in ("postgres", "shop")]
             # The reconcile job's command works (it runs at the next tenth minute: not waited for).
             with psycopg.connect(shop, autocommit=True) as conn:
-                conn.execute((_jobs(cron)[3]["command"]))
+                conn.execute((_jobs(cron)[5]["command"]))
                 assert conn.execute("SELECT findings FROM credit.monitor_reconcile").fetchone() == (0,)
 
             # A hold that expires now, in each database; the next minute's run sweeps it.
@@ -107,6 +110,14 @@ def test_schedule_installs_jobs_that_pg_cron_runs(cluster, capsys):
                         holds[name] = hold
                 time.sleep(1)
             assert set(holds) == {"shop", "postgres"}, "pg_cron did not run the expiry jobs within 90 s"
+            # The event job moved the feed in the same minutes: nothing waits for long, with no reader at all.
+            with psycopg.connect(shop, autocommit=True) as conn:
+                moved = time.monotonic() + 70
+                while conn.execute("SELECT count(*) FROM credit.event").fetchone()[0] < 3 \
+                        and time.monotonic() < moved:
+                    time.sleep(1)
+                assert conn.execute("SELECT kind FROM credit.event ORDER BY event_id").fetchall() == [
+                    ("line_opened",), ("hold_reserved",), ("hold_expired",)]
             for name in holds:
                 # Marked by a run of that job, not by anything else. The run's end_time is
                 # written after its transaction commits: on a busy machine, seconds later.

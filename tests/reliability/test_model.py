@@ -11,7 +11,9 @@ that end a few milliseconds after they are made.
 Orders change as they happen (SPEC v1.2): amendments raise and cut holds,
 shipments debit them in parts (each its own DEBIT and due date), and
 payments name the invoices they pay (applies_to); the model keeps each
-hold's amount, converted and released figures, and a DEBIT per ref."""
+hold's amount, converted and released figures, and a DEBIT per ref. The event feed, read as a
+consumer reads it, rebuilds every line after every step, and says whether
+the line refuses for overdue as the model does."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from psycopg.rows import dict_row
 
 from pgcredit import CreditClient, InvalidInput
+from support.events import FeedModel, read_feed
 from support.mutation import install_variant
 
 RETAILERS = st.sampled_from(["r0", "r1"])
@@ -165,6 +168,7 @@ class CreditMachine(RuleBasedStateMachine):
         self.lines: dict[str, Line] = {}
         self.seq = itertools.count()
         self.today = self.conn.execute("SELECT current_date AS d").fetchone()["d"]
+        self.feed, self.cursor = FeedModel(), 0
 
     def call(self, name: str, *args):
         return getattr(self.client, name)(self.w, *args, check=False)
@@ -592,6 +596,21 @@ class CreditMachine(RuleBasedStateMachine):
                     assert len(rows) == 1 and tuple(vars(rows[0]).values())[3:] == expected, (r, as_of)
                 else:
                     assert rows == [], (r, as_of)
+
+    @invariant()
+    def the_feed_rebuilds_the_lines(self):
+        """The example's events, read as a consumer would (this wholesaler's
+        only), rebuild every line: each event agrees with the lines as they
+        were, and the lines now agree with get_available."""
+        events = read_feed(self.conn, None, self.cursor, self.w)
+        if events:
+            self.cursor = events[-1]["event_id"]
+        self.feed.apply_all(events)
+        assert {r for _, r in self.feed.lines} == set(self.lines)
+        self.feed.check_against(self.conn)
+        for (_, r), line in self.feed.lines.items():
+            # Days do not pass here: only a change begins or ends the refusals, and it writes the event.
+            assert line.overdue == self.lines[r].overdue(self.today), r
 
     def teardown(self):
         self.client.expire_reservations(1_000_000)  # the next example counts its own sweeps from zero

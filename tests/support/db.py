@@ -28,7 +28,9 @@ API = ["open_line", "set_credit_limit", "block_line", "unblock_line", "get_avail
        # v1.1: bulk calls
        "reserve_credit_batch", "convert_to_debit_batch", "record_payment_batch",
        # v1.2: orders as they happen
-       "amend_reservation"]
+       "amend_reservation",
+       # v1.2: events
+       "events_after"]
 APP_USER = "test_app_login"
 AUDITOR_USER = "test_auditor_login"
 MONITOR_USER = "test_monitor_login"
@@ -212,7 +214,7 @@ def table_counts(conn: psycopg.Connection) -> dict[str, dict]:
     """A fingerprint of every credit table, to prove nothing was written."""
     out = {}
     for table in ("line", "line_event", "reservation", "ledger_entry", "refusal", "open_item", "settlement",
-                  "amendment"):
+                  "amendment", "event_inbox", "event"):
         out[table] = conn.execute(f"SELECT count(*), coalesce(sum(hashtext(t::text)), 0) AS h "
                                   f"FROM credit.{table} t").fetchone()
     return out

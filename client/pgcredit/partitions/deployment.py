@@ -31,6 +31,7 @@ from ..migrate import MigrateReport, apply_migrations, migrate, sql_dir
 from .catalog import read_catalog
 from .common import CLUSTER, LOGIN, PartitionSetupError
 from .generator import generate_layer, login_grants
+from .rules import ROUTES, OnPartition
 
 CONNECT_TIMEOUT = "10"  # seconds: an unreachable partition fails its calls, it does not hang them
 
@@ -78,7 +79,8 @@ _ORDERING = """SELECT string_agg(x, '|' ORDER BY x) FROM (VALUES ('a'), ('B'), (
 def _credit_rows(conn: psycopg.Connection) -> str | None:
     """The name of a credit table that has rows, if any."""
     tables = conn.execute("SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = "
-                          "to_regnamespace('credit') AND c.relkind = 'r' AND c.relname <> 'currency' "
+                          "to_regnamespace('credit') AND c.relkind = 'r' "
+                          "AND c.relname NOT IN ('currency', 'event_state') "
                           "ORDER BY 1").fetchall()
     for (table,) in tables:
         if conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.SQL(table))).fetchone()[0]:
@@ -293,7 +295,7 @@ def migrate_partitions(proxy_dsn: str, partition_dsns: list[str], root: Path | N
 # The partitions' COMMENT ON of the API (the SQL reference), by the names the
 # layer gives the same objects on the proxy.
 _COMMENTS = """
-SELECT 'FUNCTION', format('credit.%I(%s)', p.proname, pg_get_function_identity_arguments(p.oid)), d.description
+SELECT 'FUNCTION', format('credit.%I(%s', p.proname, pg_get_function_identity_arguments(p.oid)), d.description
   FROM pg_proc p JOIN pg_description d ON d.classoid = 'pg_proc'::regclass AND d.objoid = p.oid AND d.objsubid = 0
  WHERE p.pronamespace = 'credit'::regnamespace AND p.proname !~ '^_'
 UNION ALL
@@ -322,6 +324,13 @@ def _copy_comments(partition_dsn: str, proxy_dsn: str) -> None:
         comments = conn.execute(_COMMENTS).fetchall()
     with psycopg.connect(proxy_dsn) as proxy:
         for kind, name, text in comments:
+            if kind == "FUNCTION":
+                rule = ROUTES.get(name[len("credit."):name.index("(")])
+                sep = "" if name.endswith("(") else ", "
+                name += f"{sep}{rule.arg} integer)" if isinstance(rule, OnPartition) else ")"
+                if isinstance(rule, OnPartition):  # the argument the proxy adds
+                    text = text.replace("\nArguments:\n", f"\nArguments:\n  {rule.arg}: the partition, 0 to N-1 "
+                                        "(credit.partitions() lists them); required through the proxy.\n", 1)
             proxy.execute(sql.SQL("COMMENT ON {} {} IS {}").format(sql.SQL(kind), sql.SQL(name), sql.Literal(text)))
 
 

@@ -16,7 +16,7 @@ import re
 
 from .catalog import Catalog, Function, View
 from .common import CLUSTER, PartitionSetupError
-from .rules import RULES_FILE, ROUTES, VIEWS, EachPartition, OnAll, ViewRule, by_line, is_batch
+from .rules import RULES_FILE, ROUTES, VIEWS, EachPartition, OnAll, OnPartition, ViewRule, by_line, is_batch
 
 INDENT = "    "
 
@@ -221,6 +221,36 @@ class _Layer:
                      comment=(f"Each partition in turn gets what is left of {rule.budget_arg}." if budget
                               else "Runs on each partition in turn; returns the sum."))
 
+    def on_partition(self, f: Function, rule: OnPartition) -> None:
+        if not f.returns_set or rule.arg in f.arg_names:
+            raise PartitionSetupError(f"credit.{f.name} no longer fits its OnPartition rule: update ROUTES in "
+                                      f"{RULES_FILE}")
+        arg = self.ident(rule.arg)
+        self.route(f.name, f"px_partition integer, {f.identity_args}", f.result,
+                   ["RUN ON px_partition;",
+                    f"SELECT {self.row_columns(f.columns)} FROM credit.{self.ident(f.name)}({self.call_args(f)}) px_row;"])
+        # After arguments with defaults, so with one of its own: NULL, refused.
+        body = [f"IF {arg} IS NULL OR {arg} NOT BETWEEN 0 AND {self.count - 1} THEN",
+                *indented([f"RAISE USING ERRCODE = '22023', MESSAGE = format('{rule.arg} must be between 0 and "
+                           f"{self.count - 1} (credit.partitions() lists them), got %s', coalesce({arg}::text, 'NULL'));"]),
+                "END IF;",
+                self.result_of(f, f"credit_route.{self.ident(f.name)}({arg}, {self.call_args(f)})")]
+        self.wrapper(f.name, f"{f.args}, {arg} integer DEFAULT NULL", f"{f.identity_args}, {arg} integer", f.result,
+                     body, arg, f.grantees, comment=f"Runs on the partition named by {rule.arg}.")
+
+    def partitions(self) -> None:
+        """credit.partitions(): what a reader of per-partition data passes as
+        `partition`, for whoever may call such a function."""
+        grantees = sorted({g for f in self.catalog.functions if isinstance(ROUTES.get(f.name), OnPartition)
+                           for g in f.grantees})
+        self.out.append("\n".join([
+            "CREATE FUNCTION credit.partitions() RETURNS TABLE(partition integer)",
+            f"LANGUAGE sql IMMUTABLE AS $$ SELECT generate_series(0, {self.count - 1}) $$;",
+            "REVOKE ALL ON FUNCTION credit.partitions() FROM PUBLIC;",
+            *(f"GRANT EXECUTE ON FUNCTION credit.partitions() TO {g};" for g in grantees),
+            "COMMENT ON FUNCTION credit.partitions() IS $doc$The partitions of this deployment, 0 to N-1: one "
+            "event feed each (events_after's partition).$doc$;"]))
+
     def batch(self, f: Function) -> None:
         """The items are split by their line's partition and sent to every
         partition concerned at once (SPLIT). Each partition commits its part on
@@ -314,6 +344,8 @@ class _Layer:
             self.on_all(f, rule)
         elif isinstance(rule, EachPartition):
             self.each_partition(f, rule)
+        elif isinstance(rule, OnPartition):
+            self.on_partition(f, rule)
         elif by_line(f.arg_names, f.arg_types):
             self.by_line(f)
         elif _is_batch(f):
@@ -333,6 +365,7 @@ class _Layer:
             for type_ in (*f.arg_types, f.result):
                 _require_portable(f"credit.{f.name}", type_, known)
             self.function(f)
+        self.partitions()
         for v in self.catalog.views:
             if v.name not in VIEWS:
                 raise PartitionSetupError(f"view credit.{v.name} has no rule for merging it across partitions: "

@@ -44,7 +44,17 @@ class EachPartition:
     budget_arg: str | None = None
 
 
-ROUTES: dict[str, OnAll | EachPartition] = {
+@dataclass(frozen=True)
+class OnPartition:
+    """Run on one partition, named by an argument the proxy adds after the
+    function's own (`partition integer`, 0..N-1, required; credit.partitions()
+    lists them): for what each partition keeps apart, such as its event feed,
+    whose event_ids are its own."""
+
+    arg: str = "partition"
+
+
+ROUTES: dict[str, OnAll | EachPartition | OnPartition] = {
     # reconcile() on the proxy also proves that every line is on the partition
     # the proxy routes it to.
     "reconcile": OnAll(also="credit._misplaced_lines()"),
@@ -53,6 +63,9 @@ ROUTES: dict[str, OnAll | EachPartition] = {
     "record_reconcile": EachPartition(),
     "list_lines": OnAll(order_by=("retailer_id",), limit_arg="max_rows"),
     "aging": OnAll(order_by=("wholesaler_id", "retailer_id"), line_args=("wholesaler_id", "retailer_id")),
+    # Each partition has its own feed (SPEC "Events"): a reader per partition.
+    "events_after": OnPartition(),
+    "prune_events": EachPartition(),
 }
 
 
@@ -81,6 +94,7 @@ VIEWS: dict[str, ViewRule] = {
     "monitor_refusal_windows": ViewRule(aggregate=True, group_by=("code",)),
     "monitor_lock_waits": ViewRule(aggregate=True, merge=(("longest_wait_seconds", "max"),)),
     "monitor_sweep": ViewRule(aggregate=True, merge=(("oldest_awaiting_sweep_seconds", "max"),)),
+    "monitor_events": ViewRule(aggregate=True, merge=(("oldest_waiting_seconds", "max"),)),
     # The partitions' last scheduled runs: the oldest one's times (how stale the
     # book's proof is), the findings of all.
     "monitor_reconcile": ViewRule(aggregate=True, every_partition=True, merge=(

@@ -393,79 +393,226 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
     return results
 
 
+class FeedFollower(threading.Thread):
+    """A consumer of the event feed while a workload runs, where the database
+    has one: it calls events_after as CreditClient.events() does (pages of
+    1,000, the same pauses when caught up) and keeps, for every event, the
+    seconds from its transaction's start (created_at) to the moment the server
+    handed it over: an upper bound on how long after its commit the event
+    became readable. Its calls, and the moving of events they do, load the
+    server as a real consumer would. There is no wake-up signal to measure
+    apart: writers send none (a NOTIFY in every transaction would serialise
+    their commits), so what wakes a reader is its own polling, and that is
+    what this does and what the side it follows pays for."""
+
+    PAGE = 1000
+
+    def __init__(self, dsn: str):
+        super().__init__(daemon=True)
+        self.dsn, self.stop, self.latencies = dsn, threading.Event(), []
+        self.ready = threading.Event()
+
+    @staticmethod
+    def available(dsn: str) -> bool:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            return conn.execute("SELECT to_regproc('credit.events_after') IS NOT NULL").fetchone()[0]
+
+    def run(self) -> None:
+        from ..client import _Waits
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            query = ("SELECT e.event_id, extract(epoch FROM clock_timestamp() - e.created_at)::float8"
+                     " FROM credit.events_after(%s, %s) e")
+            cursor = 0
+            while True:  # what earlier runs left: not this run's figures
+                page = conn.execute(query, [cursor, self.PAGE]).fetchall()
+                if page:
+                    cursor = page[-1][0]
+                if len(page) < self.PAGE:
+                    break
+            self.ready.set()
+            waits = _Waits(0.5)
+            while not self.stop.is_set():
+                page = conn.execute(query, [cursor, self.PAGE]).fetchall()
+                if page:
+                    cursor = page[-1][0]
+                    self.latencies += [lat for _, lat in page]
+                pause = waits.after(len(page), self.PAGE)
+                if pause:
+                    self.stop.wait(pause)
+
+
 # The A/B's workloads: the single calls, and the hot batch with its baseline
 # (a batch's items/s against the bare UPDATE's tps on each side).
 AB_WORKLOADS = [("reserve_hot", 8), ("reserve_spread", 32), ("reserve_spread", 8), ("convert_spread", 8),
                 ("payment_spread", 8), ("reserve_batch_hot", 8), ("bare_hot", 8)]
+AB_CONFIGS = ["tuned", "default"]
+# `pgcredit bench --events`: what the feed costs reserve_credit (SPEC: with
+# events it keeps >= 0.9 of its throughput without them) and how soon an
+# event is readable under that load (within 1 s of its commit).
+EVENTS_WORKLOADS = [("reserve_hot", 8), ("reserve_spread", 32)]
+EVENTS_MIN_RATIO = 0.9
+EVENTS_MAX_P99_S = 1.0
+# Side A of --events: the same SQL with the feed's writes discarded. Every
+# event is an INSERT into credit.event_inbox (credit._event, and
+# reserve_credit's fast path inline); the rule turns each into no statement
+# at all, so A pays for the call to the writer on the slow path and nothing
+# else, and no consumer follows it.
+EVENTS_OFF = "CREATE RULE bench_no_events AS ON INSERT TO credit.event_inbox DO INSTEAD NOTHING"
 
 
-def run_ab(out: Path, base_sql: Path, quick: bool = False,
-           only: str | None = None) -> list[tuple[str, list[float]]]:
+def run_events(out: Path, quick: bool = False, only: str | None = None,
+               readers: int = 1) -> list[tuple[str, list[float]]]:
+    """reserve_credit with the event feed (B, followed by `readers`
+    consumers polling as CreditClient.events() does) against the same SQL
+    without it (A: EVENTS_OFF), spread@32 and hot@8, on the tuned and the
+    default cluster, as run_ab runs its A/B; with the targets' verdicts."""
+    return run_ab(out, None, quick=quick, only=only, workloads=EVENTS_WORKLOADS, without_events=True,
+                  readers=readers)
+
+
+def run_ab(out: Path, base_sql: Path | None, quick: bool = False, only: str | None = None,
+           workloads: list[tuple[str, int]] | None = None, without_events: bool = False,
+           readers: int = 1) -> list[tuple[str, list[float]]]:
     """What a change costs the calls: the same workloads against a
     database built from another sql/ tree (A, e.g. the last release from git)
     and one built from this installation's (B), on one cluster, alternating
     A, B, B, A, A, B ... in short rounds (which side goes first alternates,
     so that whatever one run leaves behind, such as autovacuum work or dirty
-    buffers for the next CHECKPOINT, falls on both sides alike). Reports B/A
-    per round pair, their median and range, and on each side the hot batch's
-    items/s over the bare UPDATE's tps. only: as run's."""
+    buffers for the next CHECKPOINT, falls on both sides alike); on the tuned
+    cluster, then on the same cluster with PostgreSQL's defaults (TCP, simple
+    protocol), as `pgcredit bench` does. Reports B/A per round pair, their
+    median and range, and on each side the hot batch's items/s over the bare
+    UPDATE's tps. A side whose database has the event feed is followed by a
+    consumer (FeedFollower) during its rounds, so its figures include what
+    reading the feed costs; the report gives that consumer's latency.
+    only: fnmatch patterns of workload names (as run's) or of
+    CONFIG:WORKLOAD@CLIENTS (e.g. 'default:reserve_spread@32').
+    without_events: A is this installation's SQL too, with the feed's writes
+    discarded (EVENTS_OFF; base_sql unused), and the report says whether the
+    events targets are met. readers: consumers following a side's feed."""
     rounds, seconds = (1, 1) if quick else (5, 5)
+    workloads_run = workloads or AB_WORKLOADS
     patterns = [p.strip() for p in only.split(",")] if only else ["*"]
-    workloads = [(n, c) for n, c in AB_WORKLOADS if any(fnmatch.fnmatch(n, p) for p in patterns)]
+
+    def chosen(config: str, name: str, clients: int) -> bool:
+        return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(f"{config}:{name}@{clients}", p) for p in patterns)
+
     work = Path(tempfile.mkdtemp(prefix="pgcredit-bench-"))
     pairs: list[tuple[str, list[float]]] = []
+    feed: dict[str, list[float]] = {}
+    settings: dict[str, dict[str, str]] = {}
+    per_side: dict[tuple[str, str, str], list[float]] = {}
     try:
         with embedded.throwaway(settings=tuple(SETTINGS)) as server:
             dsns = {}
-            for side, root in (("a", base_sql), ("b", None)):
+            for side, root in (("a", None if without_events else base_sql), ("b", None)):
                 dsns[side] = server.ensure_database(f"bench_{side}")
                 migrate(dsns[side], root)
                 with psycopg.connect(dsns[side], autocommit=True) as conn:
                     conn.execute(BARE_SQL)
+                    if without_events and side == "a":
+                        conn.execute(EVENTS_OFF)
                 client = CreditClient(dsns[side])
                 for line in ["hot", *[f"s{i}" for i in range(1000)]]:
                     client.open_line("bench", line, Decimal(10) ** 15)
                 client.close()
                 with psycopg.connect(dsns[side], autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
+            followed = {side: FeedFollower.available(dsn) and not (without_events and side == "a")
+                        for side, dsn in dsns.items()}
+            version = psycopg.connect(dsns["b"]).execute("SHOW server_version").fetchone()[0]
             benches = {}
-            for side, dsn in dsns.items():
+            for side in dsns:
                 (work / side).mkdir()
                 benches[side] = Bench(server, seconds, work / side)
-                benches[side].use("tuned", dsn, "prepared")
-                benches[side].total = len(workloads) * rounds
-            per_side: dict[tuple[str, str], list[float]] = {}
-            for name, clients in workloads:
-                ratios = []
-                for k in range(rounds):
-                    tps = {side: benches[side].pgbench(f"{name}_{side}", SCRIPTS[name], clients).tps
-                           for side in (("a", "b") if k % 2 == 0 else ("b", "a"))}
-                    for bench in benches.values():
-                        bench.rounds.clear()  # each pair is a ratio of its own
-                    ratios.append(tps["b"] / tps["a"])
-                    for side in tps:
-                        per_side.setdefault((name, side), []).append(tps[side])
-                pairs.append((f"{name} @{clients}", ratios))
-            version = psycopg.connect(dsns["b"]).execute("SHOW server_version").fetchone()[0]
+                benches[side].total = rounds * sum(chosen(c, n, k) for c in AB_CONFIGS for n, k in workloads_run)
+            for config in AB_CONFIGS:
+                chosen_here = [(n, c) for n, c in workloads_run if chosen(config, n, c)]
+                if not chosen_here:
+                    continue
+                if config == "default":
+                    port = embedded.free_port()
+                    server.stop()
+                    server.start("listen_addresses=127.0.0.1", f"port={port}")
+                    dsns = {side: psycopg.conninfo.make_conninfo(host="127.0.0.1", port=port, user="postgres",
+                                                                 dbname=f"bench_{side}") for side in dsns}
+                for side, dsn in dsns.items():
+                    benches[side].use(config, dsn, "prepared" if config == "tuned" else "simple")
+                settings[config] = _settings(dsns["b"])
+                for name, clients in chosen_here:
+                    ratios = []
+                    for k in range(rounds):
+                        tps = {}
+                        for side in (("a", "b") if k % 2 == 0 else ("b", "a")):
+                            followers = [FeedFollower(dsns[side]) for _ in range(readers if followed[side] else 0)]
+                            for follower in followers:
+                                follower.start()
+                                follower.ready.wait()
+                            tps[side] = benches[side].pgbench(f"{name}_{side}", SCRIPTS[name], clients).tps
+                            for follower in followers:
+                                follower.stop.set()
+                                follower.join()
+                                feed.setdefault(f"{config} | {name} @{clients} | {side.upper()}", []).extend(
+                                    follower.latencies)
+                        for bench in benches.values():
+                            bench.rounds.clear()  # each pair is a ratio of its own
+                        ratios.append(tps["b"] / tps["a"])
+                        for side in tps:
+                            per_side.setdefault((config, name, side), []).append(tps[side])
+                    pairs.append((f"{config} | {name} @{clients}", ratios))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines = [f"A: {base_sql}, B: this installation's sql/. PostgreSQL {version}, the bench's settings; "
-             f"A and B alternate (ABBA...) in {rounds} rounds of {seconds} s each; {os.cpu_count()} CPUs", "",
-             "| workload | B/A per round | median | range |", "|---|---|---|---|"]
+    def follow(side: str) -> str:
+        return f", its feed followed by {readers} consumer(s)" if followed[side] and readers else ""
+
+    a = ("this installation's sql/ with the event feed's writes discarded (no event written, no consumer)"
+         if without_events else str(base_sql) + follow("a"))
+    b = "this installation's sql/" + follow("b")
+    lines = [f"A: {a}; B: {b}. PostgreSQL {version}; A and B alternate (ABBA...) in {rounds} rounds of "
+             f"{seconds} s each; {os.cpu_count()} CPUs; load average at the end "
+             f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+             + (" (--quick: figures not comparable)" if quick else ""), ""]
+    how = {"tuned": "Unix socket, pgbench -M prepared", "default": "TCP 127.0.0.1, pgbench -M simple"}
+    for config, values in settings.items():
+        lines.append(f"- **{config}** ({how[config]}): " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    lines += ["", "| server | workload | B/A per round | median | range |", "|---|---|---|---|---|"]
     for what, ratios in pairs:
         lines.append(f"| {what} | {', '.join(f'{r:.3f}' for r in ratios)} | {statistics.median(ratios):.3f} | "
                      f"{min(ratios):.3f}–{max(ratios):.3f} |")
-    if ("reserve_batch_hot", "a") in per_side and ("bare_hot", "a") in per_side:
-        lines += ["", f"reserve_batch_hot @8 items/s ({BATCH} items per call) / bare_hot @8 tps, "
-                      "each the median of its rounds:", ""]
-        for side in ("a", "b"):
-            ratio = (statistics.median(per_side[("reserve_batch_hot", side)]) * BATCH
-                     / statistics.median(per_side[("bare_hot", side)]))
-            lines.append(f"- {side.upper()}: {ratio:.2f}")
+    for config in AB_CONFIGS:
+        if (config, "reserve_batch_hot", "a") in per_side and (config, "bare_hot", "a") in per_side:
+            lines += ["", f"{config}: reserve_batch_hot @8 items/s ({BATCH} items per call) / bare_hot @8 tps, "
+                          "each the median of its rounds:", ""]
+            for side in ("a", "b"):
+                ratio = (statistics.median(per_side[(config, "reserve_batch_hot", side)]) * BATCH
+                         / statistics.median(per_side[(config, "bare_hot", side)]))
+                lines.append(f"- {side.upper()}: {ratio:.2f}")
+    p99s: dict[str, float] = {}
+    if feed:
+        lines += ["", f"The event feed, followed by {readers} consumer(s) (pages of 1,000, polling as "
+                  "CreditClient.events() does) during that side's rounds: seconds from each event's transaction "
+                  "start to its delivery (an upper bound on commit to readable).", "",
+                  "| server | workload | side | events | p50 s | p99 s | max s |", "|---|---|---|---|---|---|---|"]
+        for what, lat in feed.items():
+            if lat:
+                q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0]] * 99
+                p99s[what] = q[98]
+                lines.append(f"| {what} | {len(lat):,} | {q[49]:.3f} | {q[98]:.3f} | {max(lat):.3f} |")
+    if without_events:
+        lines += ["", "| server | workload | target | value | wanted | |", "|---|---|---|---|---|---|"]
+        for what, ratios in pairs:
+            median = statistics.median(ratios)
+            lines.append(f"| {what} | with events / without, median | {median:.3f} | ≥ {EVENTS_MIN_RATIO:g} | "
+                         f"{'met' if median >= EVENTS_MIN_RATIO else 'MISSED'} |")
+            p99 = p99s.get(f"{what} | B")
+            lines.append(f"| {what} | an event readable after its commit, p99 s | "
+                         + (f"{p99:.3f} | ≤ {EVENTS_MAX_P99_S:g} | {'met' if p99 <= EVENTS_MAX_P99_S else 'MISSED'} |"
+                            if p99 is not None else "no event delivered | ≤ 1 | MISSED |"))
     text = "\n".join(lines) + "\n"
     print(text)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ab.md").write_text(text)
+    (out / ("events.md" if without_events else "ab.md")).write_text(text)
     return pairs
 
 

@@ -60,6 +60,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text}")
+    return value
+
+
 def cmd_status(args) -> int:
     import time
 
@@ -137,7 +147,7 @@ def cmd_schedule(args) -> int:
     from .schedule import ScheduleError, schedule
 
     try:
-        jobs = schedule(_dsn(args))
+        jobs = schedule(_dsn(args), args.keep_events)
     except ScheduleError as exc:
         print(f"pgcredit: {exc}", file=sys.stderr)
         return 1
@@ -147,10 +157,13 @@ def cmd_schedule(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run, run_ab
+    from .bench import run, run_ab, run_events
 
+    if args.events:
+        run_events(args.out, quick=args.quick, only=args.only, readers=args.readers)
+        return 0
     if args.compare_sql:
-        run_ab(args.out, args.compare_sql, quick=args.quick, only=args.only)
+        run_ab(args.out, args.compare_sql, quick=args.quick, only=args.only, readers=args.readers)
         return 0
     if args.partitions:
         from .bench_partitions import run_partitions
@@ -213,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     expire = sub.add_parser("expire", parents=[common], help="mark expired holds, in batches")
     expire.add_argument("--batch", type=int, default=1000)
     expire.set_defaults(func=cmd_expire)
-    sub.add_parser("schedule", parents=[common], help="install the expiry (every minute) and reconcile "
-                   "(every 10 minutes) jobs in pg_cron, or say why not").set_defaults(func=cmd_schedule)
+    sched = sub.add_parser("schedule", parents=[common], help="install the expiry (every minute), reconcile "
+                           "(every 10 minutes) and event feed (every minute) jobs in pg_cron, or say why not")
+    sched.add_argument("--keep-events", default="30 days", metavar="INTERVAL",
+                       help="how long the event feed keeps events (default: 30 days)")
+    sched.set_defaults(func=cmd_schedule)
     bench = sub.add_parser("bench", help="benchmark on a cluster of its own (fsync on) against the bare "
                                          "UPDATE and the source design; writes OUT/bench.md and OUT/bench.png")
     bench.add_argument("--quick", action="store_true", help="seconds instead of minutes; figures not comparable")
@@ -223,11 +239,20 @@ def main(argv: list[str] | None = None) -> int:
                        help="A/B instead: the single calls and the hot batch on a database built from SQL_DIR "
                             "(e.g. an earlier release: git archive REV sql | tar -x -C DIR) against this one, "
                             "interleaved (--only picks workloads)")
+    bench.add_argument("--events", action="store_true",
+                       help="instead: reserve_credit with the event feed against the same SQL without it "
+                            "(hot@8, spread@32; tuned and default clusters; A/B interleaved) and how soon an "
+                            "event is readable under that load, with the targets' verdicts (OUT/events.md)")
+    bench.add_argument("--readers", type=_count, default=1, metavar="N",
+                       help="with --events or --compare-sql: consumers following the feed (default 1; 0: none, "
+                            "the writes' cost alone)")
     bench.add_argument("--partitions", action="store_true",
                        help="instead: the PL/Proxy hop's cost per call and throughput with 1, 2 and 4 partitions "
                             "against a single server (OUT/partitions.md; PARTITIONING.md)")
     bench.add_argument("--only", metavar="PATTERNS", help="comma-separated workload names or fnmatch patterns "
-                                                          "(e.g. 'bare_hot,reserve_hot'): a shorter look")
+                                                          "(e.g. 'bare_hot,reserve_hot'): a shorter look; with "
+                                                          "--compare-sql, CONFIG:WORKLOAD@CLIENTS patterns "
+                                                          "(e.g. 'tuned:reserve_spread@32')")
     bench.set_defaults(func=cmd_bench)
     ref = sub.add_parser("reference", parents=[common], help="the SQL reference (every API function, result "
                          "type and view, from the catalog's comments and grants) as Markdown; without a DSN, "

@@ -5,6 +5,10 @@
   ``pgcredit_holds_oldest_awaiting_sweep_seconds`` low).
 - reconcile: ``SELECT credit.record_reconcile()`` every 10 minutes, for the
   metrics and `pgcredit status` (reconcile() reads whole tables: not at scrape time).
+- events: ``SELECT credit.prune_events('30 days')`` every minute: the event
+  feed keeps 30 days (``--keep-events``), and what nobody has read yet is
+  moved into the feed at least once a minute (for standby readers and the
+  publication's subscribers, and so that the inbox stays short).
 
 pg_cron runs jobs from the one database named by ``cron.database_name``; the
 jobs of another database are scheduled there with ``cron.schedule_in_database``.
@@ -22,6 +26,8 @@ from psycopg.conninfo import make_conninfo
 
 EXPIRE_EVERY = "* * * * *"
 RECONCILE_EVERY = "*/10 * * * *"
+EVENTS_EVERY = "* * * * *"
+KEEP_EVENTS = "30 days"
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,12 @@ class ScheduleError(RuntimeError):
     message says what to do."""
 
 
-def jobs_for(database: str) -> list[Job]:
+def jobs_for(database: str, keep_events: str = KEEP_EVENTS) -> list[Job]:
+    """keep_events: an interval as PostgreSQL writes it (no quotes in it)."""
     return [Job(f"pgcredit-expire:{database}", EXPIRE_EVERY, "SELECT credit.expire_reservations()", database),
-            Job(f"pgcredit-reconcile:{database}", RECONCILE_EVERY, "SELECT credit.record_reconcile()", database)]
+            Job(f"pgcredit-reconcile:{database}", RECONCILE_EVERY, "SELECT credit.record_reconcile()", database),
+            Job(f"pgcredit-events:{database}", EVENTS_EVERY, f"SELECT credit.prune_events('{keep_events}')",
+                database)]
 
 
 def _pg_cron_database(conn: psycopg.Connection) -> str:
@@ -61,12 +70,20 @@ def _pg_cron_database(conn: psycopg.Connection) -> str:
     return conn.execute("SELECT current_setting('cron.database_name')").fetchone()[0]
 
 
-def schedule(dsn: str) -> list[Job]:
-    """Installs (or updates) the jobs of the database dsn names; returns them."""
+def schedule(dsn: str, keep_events: str = KEEP_EVENTS) -> list[Job]:
+    """Installs (or updates) the jobs of the database dsn names; returns them.
+    keep_events: how long the event feed keeps events (an interval)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         database = conn.info.dbname
         cron_db = _pg_cron_database(conn)
-    jobs = jobs_for(database)
+        try:  # as the server writes it: the job's command quotes it
+            keep = conn.execute("SELECT %s::interval::text AS keep, %s::interval >= interval '0' AS ok",
+                                [keep_events, keep_events]).fetchone()
+        except psycopg.errors.DataError as exc:
+            raise ScheduleError(f"--keep-events must be an interval such as '30 days': {exc}") from exc
+        if not keep[1]:
+            raise ScheduleError(f"--keep-events must not be negative, got {keep_events}")
+    jobs = jobs_for(database, keep[0])
     cron_dsn = make_conninfo(dsn, dbname=cron_db) if cron_db != database else dsn
     try:
         with psycopg.connect(cron_dsn, autocommit=True) as conn:

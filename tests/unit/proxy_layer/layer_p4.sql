@@ -17,7 +17,11 @@ CREATE TYPE credit.can_reserve_result AS (code text, can_reserve boolean, availa
 
 CREATE TYPE credit.conversion_result AS (code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric(1000,2), released_amount numeric(1000,2), due_date date, available numeric(1000,2), replayed boolean, remaining_amount numeric(1000,2));
 
+CREATE TYPE credit.convert_result AS (code text, reservation_id bigint, status text, ledger_entry_id bigint, debited_amount numeric(1000,2), released_amount numeric(1000,2), due_date date, available numeric(1000,2), replayed boolean);
+
 CREATE TYPE credit.entry_result AS (code text, ledger_entry_id bigint, outstanding numeric(1000,2), available numeric(1000,2), replayed boolean);
+
+CREATE TYPE credit.event_row AS (event_id bigint, kind text, wholesaler_id text, retailer_id text, ref text, amount numeric(1000,2), data jsonb, created_at timestamp with time zone);
 
 CREATE TYPE credit.limit_result AS (code text, credit_limit numeric(1000,2), reserved numeric(1000,2), outstanding numeric(1000,2), available numeric(1000,2));
 
@@ -30,6 +34,10 @@ CREATE TYPE credit.release_result AS (code text, reservation_id bigint, status t
 CREATE TYPE credit.reservation_info AS (code text, reservation_id bigint, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone, released_at timestamp with time zone, release_reason text, converted_at timestamp with time zone, converted_amount numeric(1000,2), released_amount numeric(1000,2), ledger_entry_id bigint, due_date date, remaining_amount numeric(1000,2));
 
 CREATE TYPE credit.reservation_listing AS (reservation_id bigint, order_ref text, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone, remaining_amount numeric(1000,2));
+
+CREATE TYPE credit.reservation_result AS (code text, reservation_id bigint, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone, released_at timestamp with time zone, release_reason text, converted_at timestamp with time zone, converted_amount numeric(1000,2), released_amount numeric(1000,2), ledger_entry_id bigint, due_date date);
+
+CREATE TYPE credit.reservation_row AS (reservation_id bigint, order_ref text, status text, amount numeric(1000,2), expires_at timestamp with time zone, created_at timestamp with time zone);
 
 CREATE TYPE credit.reserve_result AS (code text, reservation_id bigint, status text, amount numeric(1000,2), available numeric(1000,2), shortfall numeric(1000,2), replayed boolean);
 
@@ -284,6 +292,41 @@ REVOKE ALL ON FUNCTION credit.convert_to_debit_batch(wholesaler_ids text[], reta
 GRANT EXECUTE ON FUNCTION credit.convert_to_debit_batch(wholesaler_ids text[], retailer_ids text[], order_refs text[], amounts numeric[], shipment_refs text[]) TO credit_app;
 
 RESET ROLE;
+CREATE FUNCTION credit_route.events_after(px_partition integer, after_event_id bigint, max_rows integer, wholesaler_id text) RETURNS SETOF credit.event_row
+LANGUAGE plproxy AS $plproxy$
+    CLUSTER 'credit_partitions';
+    RUN ON px_partition;
+    SELECT px_row.event_id, px_row.kind, px_row.wholesaler_id, px_row.retailer_id, px_row.ref, px_row.amount, px_row.data, px_row.created_at FROM credit.events_after(after_event_id, max_rows, wholesaler_id) px_row;
+$plproxy$;
+ALTER FUNCTION credit_route.events_after(px_partition integer, after_event_id bigint, max_rows integer, wholesaler_id text) OWNER TO credit_owner;
+REVOKE ALL ON FUNCTION credit_route.events_after(px_partition integer, after_event_id bigint, max_rows integer, wholesaler_id text) FROM PUBLIC;
+SET ROLE credit_owner;
+
+-- Runs on the partition named by partition.
+CREATE FUNCTION credit.events_after(after_event_id bigint DEFAULT 0, max_rows integer DEFAULT 100, wholesaler_id text DEFAULT NULL::text, partition integer DEFAULT NULL) RETURNS SETOF credit.event_row
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    px_state text;
+    px_message text;
+    px_detail text;
+    px_hint text;
+BEGIN
+    IF partition IS NULL OR partition NOT BETWEEN 0 AND 3 THEN
+        RAISE USING ERRCODE = '22023', MESSAGE = format('partition must be between 0 and 3 (credit.partitions() lists them), got %s', coalesce(partition::text, 'NULL'));
+    END IF;
+    RETURN QUERY SELECT * FROM credit_route.events_after(partition, after_event_id, max_rows, wholesaler_id) px_row;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS px_state = RETURNED_SQLSTATE, px_message = MESSAGE_TEXT,
+                            px_detail = PG_EXCEPTION_DETAIL, px_hint = PG_EXCEPTION_HINT;
+    PERFORM credit._partition_error(px_state, px_message, px_detail, px_hint, partition, 4);
+    RAISE;
+END
+$body$;
+REVOKE ALL ON FUNCTION credit.events_after(after_event_id bigint, max_rows integer, wholesaler_id text, partition integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.events_after(after_event_id bigint, max_rows integer, wholesaler_id text, partition integer) TO credit_app;
+GRANT EXECUTE ON FUNCTION credit.events_after(after_event_id bigint, max_rows integer, wholesaler_id text, partition integer) TO credit_auditor;
+
+RESET ROLE;
 CREATE FUNCTION credit_route.expire_reservations(px_partition integer, max_count integer) RETURNS integer
 LANGUAGE plproxy AS $plproxy$
     CLUSTER 'credit_partitions';
@@ -478,6 +521,42 @@ END
 $body$;
 REVOKE ALL ON FUNCTION credit.open_line(wholesaler_id text, retailer_id text, credit_limit numeric, currency text, payment_terms_days integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.open_line(wholesaler_id text, retailer_id text, credit_limit numeric, currency text, payment_terms_days integer) TO credit_app;
+
+RESET ROLE;
+CREATE FUNCTION credit_route.prune_events(px_partition integer, older_than interval) RETURNS integer
+LANGUAGE plproxy AS $plproxy$
+    CLUSTER 'credit_partitions';
+    RUN ON px_partition;
+    SELECT credit.prune_events(older_than);
+$plproxy$;
+ALTER FUNCTION credit_route.prune_events(px_partition integer, older_than interval) OWNER TO credit_owner;
+REVOKE ALL ON FUNCTION credit_route.prune_events(px_partition integer, older_than interval) FROM PUBLIC;
+SET ROLE credit_owner;
+
+-- Runs on each partition in turn; returns the sum.
+CREATE FUNCTION credit.prune_events(older_than interval) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    px_state text;
+    px_message text;
+    px_detail text;
+    px_hint text;
+    px_partition integer := 0;
+    px_done integer := 0;
+BEGIN
+    WHILE px_partition < 4 LOOP
+        px_done := px_done + credit_route.prune_events(px_partition, older_than);
+        px_partition := px_partition + 1;
+    END LOOP;
+    RETURN px_done;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS px_state = RETURNED_SQLSTATE, px_message = MESSAGE_TEXT,
+                            px_detail = PG_EXCEPTION_DETAIL, px_hint = PG_EXCEPTION_HINT;
+    PERFORM credit._partition_error(px_state, px_message, px_detail, px_hint, px_partition, 4);
+    RAISE;
+END
+$body$;
+REVOKE ALL ON FUNCTION credit.prune_events(older_than interval) FROM PUBLIC;
 
 RESET ROLE;
 CREATE FUNCTION credit_route.reconcile() RETURNS TABLE(check_name text, wholesaler_id text, retailer_id text, expected numeric, actual numeric, detail text)
@@ -889,6 +968,13 @@ $body$;
 REVOKE ALL ON FUNCTION credit.unblock_line(wholesaler_id text, retailer_id text, reason text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credit.unblock_line(wholesaler_id text, retailer_id text, reason text) TO credit_app;
 
+CREATE FUNCTION credit.partitions() RETURNS TABLE(partition integer)
+LANGUAGE sql IMMUTABLE AS $$ SELECT generate_series(0, 3) $$;
+REVOKE ALL ON FUNCTION credit.partitions() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit.partitions() TO credit_app;
+GRANT EXECUTE ON FUNCTION credit.partitions() TO credit_auditor;
+COMMENT ON FUNCTION credit.partitions() IS $doc$The partitions of this deployment, 0 to N-1: one event feed each (events_after's partition).$doc$;
+
 RESET ROLE;
 CREATE FUNCTION credit_route.line_summary_rows() RETURNS TABLE(line_id bigint, wholesaler_id text, retailer_id text, status text, currency text, credit_limit numeric, reserved numeric, outstanding numeric, available numeric, utilization_pct numeric, active_holds bigint, oldest_active_hold_age interval, overdue_amount numeric)
 LANGUAGE plproxy AS $plproxy$
@@ -958,6 +1044,42 @@ GRANT EXECUTE ON FUNCTION credit._monitor_book_rows() TO credit_monitor;
 CREATE VIEW credit.monitor_book AS SELECT currency, status, sum(lines)::bigint AS lines, sum(credit_limit)::numeric AS credit_limit, sum(reserved)::numeric AS reserved, sum(outstanding)::numeric AS outstanding, sum(past_due)::numeric AS past_due, sum(lines_over_90pct)::bigint AS lines_over_90pct, max(max_utilization_pct)::numeric AS max_utilization_pct FROM credit._monitor_book_rows() GROUP BY currency, status;
 GRANT SELECT ON credit.monitor_book TO credit_auditor;
 GRANT SELECT ON credit.monitor_book TO credit_monitor;
+
+RESET ROLE;
+CREATE FUNCTION credit_route.monitor_events_rows() RETURNS TABLE(events_waiting bigint, oldest_waiting_seconds numeric)
+LANGUAGE plproxy AS $plproxy$
+    CLUSTER 'credit_partitions';
+    RUN ON ALL;
+    SELECT px_row.events_waiting, px_row.oldest_waiting_seconds FROM credit.monitor_events px_row;
+$plproxy$;
+ALTER FUNCTION credit_route.monitor_events_rows() OWNER TO credit_owner;
+REVOKE ALL ON FUNCTION credit_route.monitor_events_rows() FROM PUBLIC;
+SET ROLE credit_owner;
+
+-- The rows of credit.monitor_events on every partition.
+CREATE FUNCTION credit._monitor_events_rows() RETURNS TABLE(events_waiting bigint, oldest_waiting_seconds numeric)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    px_state text;
+    px_message text;
+    px_detail text;
+    px_hint text;
+BEGIN
+    RETURN QUERY SELECT * FROM credit_route.monitor_events_rows() px_row;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS px_state = RETURNED_SQLSTATE, px_message = MESSAGE_TEXT,
+                            px_detail = PG_EXCEPTION_DETAIL, px_hint = PG_EXCEPTION_HINT;
+    PERFORM credit._partition_error(px_state, px_message, px_detail, px_hint, NULL, 4);
+    RAISE;
+END
+$body$;
+REVOKE ALL ON FUNCTION credit._monitor_events_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credit._monitor_events_rows() TO credit_auditor;
+GRANT EXECUTE ON FUNCTION credit._monitor_events_rows() TO credit_monitor;
+
+CREATE VIEW credit.monitor_events AS SELECT sum(events_waiting)::bigint AS events_waiting, max(oldest_waiting_seconds)::numeric AS oldest_waiting_seconds FROM credit._monitor_events_rows();
+GRANT SELECT ON credit.monitor_events TO credit_auditor;
+GRANT SELECT ON credit.monitor_events TO credit_monitor;
 
 RESET ROLE;
 CREATE FUNCTION credit_route.monitor_lines_rows() RETURNS TABLE(line_id bigint, wholesaler_id text, retailer_id text, status text, currency text, credit_limit numeric, reserved numeric, outstanding numeric, available numeric, utilization_pct numeric)
