@@ -71,6 +71,11 @@ BEGIN
             VALUES (v_line, amend_ref, order_ref, v_prev, v_amount)
             ON CONFLICT ON CONSTRAINT amendment_pkey DO NOTHING;
             IF FOUND THEN
+                PERFORM credit._event(amend_reservation.wholesaler_id, amend_reservation.retailer_id, 'hold_amended',
+                    amend_ref, v_amount, v_available,
+                    jsonb_build_object('order_ref', order_ref, 'previous_amount', v_prev::text,
+                                       'remaining_amount', (v_amount - coalesce(v_converted, 0))::text,
+                                       'hold_status', 'active'));
                 RETURN ('ok', v_id, 'active', v_amount, v_prev, v_amount - coalesce(v_converted, 0), v_available,
                         0.00, false)::credit.amend_result;
             END IF;
