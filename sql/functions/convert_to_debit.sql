@@ -50,7 +50,10 @@ BEGIN
             MESSAGE = 'shipment_ref must differ from order_ref: the final conversion''s DEBIT carries the order_ref';
     END IF;
     IF amount IS NOT NULL THEN
-        v_amount := credit._money(amount, 'amount', 'positive');
+        IF NOT coalesce(credit._money_ok(amount, 'positive'), false) THEN
+            PERFORM credit._money(amount, 'amount', 'positive');
+        END IF;
+        v_amount := round(amount, 2);
     END IF;
     IF NOT isfinite(due_date) THEN
         RAISE USING ERRCODE = '22023', MESSAGE = format('due_date must be a finite date, got %s', due_date);

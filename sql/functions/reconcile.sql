@@ -151,6 +151,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                         WHERE i.id = o.entry_id AND i.line_id = o.line_id
                           AND (i.entry_type = 'DEBIT' OR i.entry_type = 'ADJUSTMENT' AND i.amount > 0))
     UNION ALL
+    -- Every settlement settles an item of its own line (the foreign key
+    -- proves only that the entry exists).
+    SELECT 'settlement_item', l.wholesaler_id, l.retailer_id, NULL, s.amount,
+           format('settlement %s names entry %s, not a DEBIT or positive ADJUSTMENT of its line', s.id, s.item_id)
+      FROM credit.settlement s
+      LEFT JOIN credit.line l ON l.id = s.line_id
+     WHERE NOT EXISTS (SELECT FROM credit.ledger_entry i
+                        WHERE i.id = s.item_id AND i.line_id = s.line_id
+                          AND (i.entry_type = 'DEBIT' OR i.entry_type = 'ADJUSTMENT' AND i.amount > 0))
+    UNION ALL
     -- Unapplied credit is the money in the retailer's favour (payments,
     -- negative adjustments, reversals) that no settlement has used; while any
     -- is left no item may stay open, and the oldest open item is on the line.
@@ -204,8 +214,8 @@ COMMENT ON FUNCTION credit.reconcile() IS $doc$Proves the running totals and lin
 outstanding_total (each line's totals against its holds and ledger), converted_hold_debit and
 debit_hold_link (every converted hold has exactly one DEBIT and every DEBIT points to its converted hold),
 hold_state, hold_line and hold_amount (well-formed holds), reversal_exceeds_debit, allocation_identity
-(unpaid open items - unapplied credit = outstanding), open_item, open_item_entry and unapplied_credit (the
-allocation rule's rows), over_limit (exposure above the limit not explained by a later limit decrease or
+(unpaid open items - unapplied credit = outstanding), open_item, open_item_entry, settlement_item and unapplied_credit
+(the allocation rule's rows), over_limit (exposure above the limit not explained by a later limit decrease or
 a positive adjustment). It reads whole tables: a DBA's check, O(history); record_reconcile runs it on a
 schedule for the monitoring views.
 Columns:

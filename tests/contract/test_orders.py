@@ -445,6 +445,9 @@ def orders_book(line):
     ("amendment_chain", "UPDATE credit.reservation SET amount = 1100, original_amount = 1000 WHERE order_ref = 'part'"),
     ("amendment_chain", "UPDATE credit.reservation SET original_amount = 999 WHERE order_ref = 'part'"),
     ("amendment_chain", "UPDATE credit.reservation SET original_amount = 500 WHERE order_ref = 'done'"),
+    # a settlement settles an item of its own line (the foreign key proves only that the entry exists)
+    ("settlement_item", "INSERT INTO credit.settlement (line_id, item_id, amount) "
+                        "SELECT line_id, id, 1 FROM credit.ledger_entry WHERE ref = 'pay'"),
 ])
 def test_reconcile_finds_each_corruption_of_an_order(orders_book, check, corruption):
     orders_book.execute(corruption)
