@@ -31,6 +31,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "direct_only(reason): a contract test that cannot run through the "
                                        "proxy, and why (it is skipped there, visibly)")
+    config.addinivalue_line("markers", "checker_self_check: shows a checker (Python, the same for every server) "
+                                       "failing against a broken variant; runs on the first server version only")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,6 +45,14 @@ def pytest_collection_modifyitems(config, items):
     problem = _server_versions_problem()
     if problem:
         raise pytest.UsageError(problem)
+    # A checker's self-check proves the checker, which is Python and the same
+    # on every server: once is enough, and the checks themselves run on each.
+    first = _server_versions()[0]
+    extra = [item for item in items if item.get_closest_marker("checker_self_check")
+             and getattr(item, "callspec", None) and item.callspec.params.get("cluster", first) != first]
+    if extra:
+        config.hook.pytest_deselected(items=extra)
+        items[:] = [item for item in items if item not in extra]
 
 
 def pytest_generate_tests(metafunc):

@@ -381,6 +381,7 @@ def test_concurrent_readers_get_every_committed_event_once_in_order(dep):
                    f"the naive `id > cursor` reader missed {race.naive_missed}")
 
 
+@pytest.mark.checker_self_check
 def test_the_race_catches_a_mover_that_loses_events(dep):
     """Self-check: a mover whose low-water mark trusts a snapshot's xmax (the
     first xid not yet completed, not the first not yet assigned) skips the

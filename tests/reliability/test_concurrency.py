@@ -61,6 +61,7 @@ def test_no_double_spend_in_a_32_way_race(dsn, conn):
     assert run_rounds(dsn, conn, 5) == []
 
 
+@pytest.mark.checker_self_check
 def test_the_race_catches_an_unlocked_reserve_credit(dsn, conn):
     """Self-check: without the row lock (and with the gap between check and
     write widened, as a slow machine would) the same race must overspend."""

@@ -647,6 +647,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.checker_self_check
 @pytest.mark.parametrize("variant", BROKEN)
 def test_the_machine_catches_a_broken_variant(dsn, variant):
     name, edit = BROKEN[variant]

@@ -29,6 +29,7 @@ def test_t1_contention(cluster, dsn, conn, long_run):
     check_t1(history, ops)
 
 
+@pytest.mark.checker_self_check
 def test_t1_checker_catches_a_replay_reported_as_new(cluster, dsn, conn):
     """Self-check of the pair steps and of history_violations: against a
     reserve_credit that answers a replay as a new booking, the reservations
@@ -43,6 +44,7 @@ def test_t1_checker_catches_a_replay_reported_as_new(cluster, dsn, conn):
     assert any(v.startswith("reserve of ") and "/pair" in v and v.endswith("applied 2 times") for v in found), found
 
 
+@pytest.mark.checker_self_check
 def test_t1_checker_catches_an_unlocked_reserve_credit_batch(cluster):
     """The same checker, on runs of mostly bulk reservations (and releases and
     payments to free credit), against a reserve_credit_batch whose fast path
@@ -67,6 +69,7 @@ def test_t1_checker_catches_an_unlocked_reserve_credit_batch(cluster):
     assert history.counts["sampled_overspend"] > 0 and violations
 
 
+@pytest.mark.checker_self_check
 def test_t1_checker_catches_an_unlocked_reserve_credit(cluster, dsn, conn):
     unlock_reserve_credit(conn)
     history = contention(dsn, workers=16, ops=60)
@@ -129,6 +132,7 @@ def test_t1_orders_amend_ship_and_release_under_contention(cluster, dsn, conn, c
     assert cuts and history.counts["samples"] > 10
 
 
+@pytest.mark.checker_self_check
 def test_t1_orders_checker_catches_an_unlocked_amend_reservation(cluster, dsn, conn, client):
     """The same checker against an amend_reservation that checks a raise on
     the line read without its lock: raises race each other past the limit."""
@@ -141,6 +145,7 @@ def test_t1_orders_checker_catches_an_unlocked_amend_reservation(cluster, dsn, c
     assert history.counts["sampled_overspend"] > 0 or any("raise" in v or "over_limit" in v for v in violations)
 
 
+@pytest.mark.checker_self_check
 def test_t1_orders_checker_catches_shipments_racing_releases_unlocked(cluster, dsn, conn, client):
     """The same checker against a convert_to_debit that books a shipment on a
     hold read without the line lock: a release in between frees what the

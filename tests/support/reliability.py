@@ -853,11 +853,14 @@ def unlock_amend_reservation(conn: psycopg.Connection) -> None:
     """A deliberately broken variant, for self-checks, in this database only:
     amend_reservation checks a raise against the line read without its row
     lock, with the gap between check and write widened as a loaded machine
-    would."""
+    would. (A raise first tries the fast path, whose UPDATE checks the room
+    and takes it at once under the row's lock; the variant closes that path
+    so that every raise takes the careful one, which it unlocks.)"""
     install_variant(conn, "_lock_line.sql", ("FOR NO KEY UPDATE", ""))
     install_variant(conn, "amend_reservation.sql",
-                    ("    INSERT INTO credit.amendment (line_id, amend_ref, order_ref, previous_amount, new_amount)",
-                     "    PERFORM pg_sleep(0.02);\n"
+                    ("AND v_amount - y.amount <= credit._fast_path_room(x)", "AND false"),
+                    ("\n    INSERT INTO credit.amendment (line_id, amend_ref, order_ref, previous_amount, new_amount)",
+                     "\n    PERFORM pg_sleep(0.02);\n"
                      "    INSERT INTO credit.amendment (line_id, amend_ref, order_ref, previous_amount, new_amount)"))
 
 
