@@ -186,6 +186,20 @@ class Pools:
             items.append(item)
 
 
+def _run_workers(worker, workers: int, sampler: Sampler, history: History) -> History:
+    """A T1 run: every worker to its end, then the exposure sampler stopped."""
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sampler.stop.set()
+    sampler.join()
+    history.count("seconds", round(time.monotonic() - started))
+    return history
+
+
 PAIR_TIMEOUT = 60.0  # seconds a worker waits at a pair's barrier for its partner
 
 
@@ -316,16 +330,7 @@ def contention(dsn: str, workers: int, ops: int, seed: int = 1, hot: str = HOT,
             history.ack("adjustment", line, ref, amount, client.adjust_balance(W, line, ref, amount, "goodwill",
                                                                                 check=False))
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    sampler.stop.set()
-    sampler.join()
-    history.count("seconds", round(time.monotonic() - started))
-    return history
+    return _run_workers(worker, workers, sampler, history)
 
 
 def reserve(client, history, pools, line, ref, amount):
@@ -700,16 +705,7 @@ def order_contention(dsn: str, workers: int, ops: int, seed: int = 1, hot: str =
                 history.error(f"{op}: {exc!r}")
         client.close()
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    sampler.stop.set()
-    sampler.join()
-    history.count("seconds", round(time.monotonic() - started))
-    return history
+    return _run_workers(worker, workers, sampler, history)
 
 
 def order_step(client, history: History, pools: OrderPools, rng: random.Random, op: str, line: str,
