@@ -34,6 +34,26 @@ DECLARE
     v_dues date[];
     v_delta numeric;
     v_mark bigint;
+    v_owing bigint[];     -- payments: the lines that have open items, ascending
+    v_policy boolean;     -- payments: a line has an overdue policy (or is refusing for overdue)
+    v_order integer[];    -- payments: the items on owing lines, by line, then item
+    v_left numeric[];     -- payments: per item, what is left once it has settled what it can
+    v_k integer := 1;
+    v_i integer;
+    v_unpaid numeric;
+    v_take numeric;
+    v_s_items integer[];  -- payments: the settlements, in settling order: item, open item, amount
+    v_s_entries bigint[];
+    v_s_takes numeric[];
+    v_paid_lines bigint[];  -- payments: the open items settled in full
+    v_paid_dues date[];
+    v_paid_entries bigint[];
+    v_part_lines bigint[];  -- payments: the open items settled in part, and what they still owe
+    v_part_dues date[];
+    v_part_entries bigint[];
+    v_part_unpaid numeric[];
+    v_line bigint;
+    o credit.open_item;
 BEGIN
     -- Ids are drawn in item order, so ordering by id is ordering by item.
     WITH ins AS (
@@ -47,6 +67,117 @@ BEGIN
          ORDER BY t.i
         RETURNING e.id, e.due_date)
     SELECT array_agg(ins.id ORDER BY ins.id), array_agg(ins.due_date ORDER BY ins.id) INTO v_ids, v_dues FROM ins;
+
+    -- Payments that name no invoices (record_payment without applies_to,
+    -- record_payment_batch) are posted set-wise: the allocation rule for every
+    -- item at once, then a statement each for the settled open items, the
+    -- settlements, the lines and the events. Item by item, the loop below
+    -- runs about ten statements per payment (allocation, line UPDATE, the
+    -- event and its reads), and their executor start-up and planning cost a
+    -- batch more than the payments themselves (BENCHMARKS.md, "Orders as
+    -- they happen"). A batch on lines with an overdue policy stays item by
+    -- item: each payment's overdue_ended, if any, follows that payment.
+    IF entry_type = 'CREDIT' AND first_items IS NULL AND v_ids IS NOT NULL THEN
+        SELECT array_agg(x.id ORDER BY x.id) FILTER (WHERE x.oldest_unpaid_due IS NOT NULL),
+               coalesce(bool_or(x.overdue_grace_days IS NOT NULL OR x.overdue_since IS NOT NULL), false)
+          INTO v_owing, v_policy
+          FROM credit.line x WHERE x.id = ANY (line_ids);
+        IF NOT v_policy OR cardinality(v_ids) = 1 THEN
+            v_left := amounts;
+            IF v_owing IS NOT NULL THEN
+                -- Oldest due first, ties by the older entry, each line's
+                -- payments in item order: a merge of the line's open items
+                -- (read only as far as its money goes) with its payments.
+                SELECT array_agg(t.i::integer ORDER BY t.line_id, t.i) INTO v_order
+                  FROM unnest(line_ids) WITH ORDINALITY AS t(line_id, i) WHERE t.line_id = ANY (v_owing);
+                FOREACH v_line IN ARRAY v_owing LOOP
+                    FOR o IN SELECT * FROM credit.open_item x WHERE x.line_id = v_line ORDER BY x.due_date, x.entry_id
+                    LOOP
+                        v_unpaid := o.unpaid;
+                        WHILE v_unpaid > 0 AND v_k <= cardinality(v_order) AND line_ids[v_order[v_k]] = v_line LOOP
+                            v_i := v_order[v_k];
+                            v_take := least(v_unpaid, v_left[v_i]);
+                            v_s_items := v_s_items || v_i;
+                            v_s_entries := v_s_entries || o.entry_id;
+                            v_s_takes := v_s_takes || v_take;
+                            v_left[v_i] := v_left[v_i] - v_take;
+                            v_unpaid := v_unpaid - v_take;
+                            IF v_left[v_i] = 0 THEN
+                                v_k := v_k + 1;
+                            END IF;
+                        END LOOP;
+                        IF v_unpaid = 0 THEN
+                            v_paid_lines := v_paid_lines || o.line_id;
+                            v_paid_dues := v_paid_dues || o.due_date;
+                            v_paid_entries := v_paid_entries || o.entry_id;
+                        ELSIF v_unpaid < o.unpaid THEN
+                            v_part_lines := v_part_lines || o.line_id;
+                            v_part_dues := v_part_dues || o.due_date;
+                            v_part_entries := v_part_entries || o.entry_id;
+                            v_part_unpaid := v_part_unpaid || v_unpaid;
+                        END IF;
+                        EXIT WHEN v_k > cardinality(v_order) OR line_ids[v_order[v_k]] <> v_line;
+                    END LOOP;
+                    -- What this line's payments did not spend waits as unapplied credit.
+                    WHILE v_k <= cardinality(v_order) AND line_ids[v_order[v_k]] = v_line LOOP
+                        v_k := v_k + 1;
+                    END LOOP;
+                END LOOP;
+                IF v_paid_entries IS NOT NULL THEN
+                    DELETE FROM credit.open_item x
+                     USING unnest(v_paid_lines, v_paid_dues, v_paid_entries) AS p(line_id, due_date, entry_id)
+                     WHERE x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
+                END IF;
+                IF v_part_entries IS NOT NULL THEN
+                    UPDATE credit.open_item x SET unpaid = p.unpaid
+                      FROM unnest(v_part_lines, v_part_dues, v_part_entries, v_part_unpaid)
+                           AS p(line_id, due_date, entry_id, unpaid)
+                     WHERE x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
+                END IF;
+                IF v_s_items IS NOT NULL THEN
+                    -- In item order, as item by item posting would number them.
+                    INSERT INTO credit.settlement (line_id, item_id, amount, created_at)
+                    SELECT line_ids[s.i], s.entry, s.take, now()
+                      FROM unnest(v_s_items, v_s_entries, v_s_takes) WITH ORDINALITY AS s(i, entry, take, k)
+                     ORDER BY s.i, s.k;
+                END IF;
+            END IF;
+            -- Each line once, whatever number of its payments the call holds.
+            UPDATE credit.line l
+               SET unapplied = l.unapplied + d.rest,
+                   oldest_unpaid_due = CASE WHEN l.oldest_unpaid_due IS NOT NULL
+                                            THEN (SELECT min(x.due_date) FROM credit.open_item x WHERE x.line_id = l.id) END,
+                   outstanding = l.outstanding + d.delta
+              FROM (SELECT t.line_id, sum(t.rest) AS rest, sum(credit._entry_delta('CREDIT', t.a)) AS delta
+                      FROM unnest(line_ids, amounts, v_left) AS t(line_id, a, rest) GROUP BY t.line_id) d
+             WHERE l.id = d.line_id;
+            -- The events (credit._entry_event's, for all the items at once),
+            -- with each line's figures as the item left them: the line as it
+            -- stands now, less what the items after it on the line moved.
+            INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+            SELECT x.wholesaler_id, x.retailer_id, 'payment_recorded', t.ref, t.a, credit._available(x) + t.later,
+                   jsonb_strip_nulls(jsonb_build_object('ledger_entry_id', t.id,
+                                                        'outstanding', round(x.outstanding - t.later, 2)::text,
+                                                        'reason', t.memo))
+                   || jsonb_build_object('settlements', coalesce(s.list, '[]'))
+              FROM (SELECT u.*, coalesce(sum(credit._entry_delta('CREDIT', u.a))
+                                             OVER (PARTITION BY u.line_id ORDER BY u.i
+                                                   ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS later
+                      FROM unnest(line_ids, v_ids, refs, amounts, memos) WITH ORDINALITY AS u(line_id, id, ref, a, memo, i)) t
+              JOIN credit.line x ON x.id = t.line_id
+              LEFT JOIN (SELECT s.i, jsonb_agg(jsonb_build_object('ledger_entry_id', s.entry, 'entry_type', e.entry_type,
+                                                                  'ref', e.ref, 'amount', round(s.take, 2)::text)
+                                               ORDER BY s.k) AS list
+                           FROM unnest(v_s_items, v_s_entries, v_s_takes) WITH ORDINALITY AS s(i, entry, take, k)
+                           JOIN credit.ledger_entry e ON e.id = s.entry
+                          GROUP BY s.i) s ON s.i = t.i
+             ORDER BY t.i;
+            IF v_policy THEN  -- one item: its line's overdue_ended, if the payment ended the refusals
+                PERFORM credit._overdue_event(line_ids[1]);
+            END IF;
+            RETURN v_ids;
+        END IF;
+    END IF;
 
     FOR i IN 1 .. coalesce(cardinality(v_ids), 0) LOOP
         v_delta := credit._entry_delta(entry_type, amounts[i]);
