@@ -142,20 +142,25 @@ BEGIN
                      ORDER BY s.i, s.k;
                 END IF;
             END IF;
-            -- Each line once, whatever number of its payments the call holds.
-            UPDATE credit.line l
-               SET unapplied = l.unapplied + d.rest,
-                   oldest_unpaid_due = CASE WHEN l.oldest_unpaid_due IS NOT NULL
-                                            THEN (SELECT min(x.due_date) FROM credit.open_item x WHERE x.line_id = l.id) END,
-                   outstanding = l.outstanding + d.delta
-              FROM (SELECT t.line_id, sum(t.rest) AS rest, sum(credit._entry_delta('CREDIT', t.a)) AS delta
-                      FROM unnest(line_ids, amounts, v_left) AS t(line_id, a, rest) GROUP BY t.line_id) d
-             WHERE l.id = d.line_id;
-            -- The events (credit._entry_event's, for all the items at once),
-            -- with each line's figures as the item left them: the line as it
-            -- stands now, less what the items after it on the line moved.
+            -- Each line once, whatever number of its payments the call holds;
+            -- then the events (credit._entry_event's, for all the items at
+            -- once), with each line's figures as the item left them: the line
+            -- as the UPDATE leaves it, less what the items after it moved.
+            WITH d AS (
+                SELECT t.line_id, sum(t.rest) AS rest, sum(credit._entry_delta('CREDIT', t.a)) AS delta
+                  FROM unnest(line_ids, amounts, v_left) AS t(line_id, a, rest) GROUP BY t.line_id),
+            x AS (
+                UPDATE credit.line l
+                   SET unapplied = l.unapplied + d.rest,
+                       oldest_unpaid_due = CASE WHEN l.oldest_unpaid_due IS NOT NULL
+                                                THEN (SELECT min(y.due_date) FROM credit.open_item y
+                                                       WHERE y.line_id = l.id) END,
+                       outstanding = l.outstanding + d.delta
+                  FROM d
+                 WHERE l.id = d.line_id
+                RETURNING l.id, l.wholesaler_id, l.retailer_id, l.outstanding, credit._available(l) AS available)
             INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
-            SELECT x.wholesaler_id, x.retailer_id, 'payment_recorded', t.ref, t.a, credit._available(x) + t.later,
+            SELECT x.wholesaler_id, x.retailer_id, 'payment_recorded', t.ref, t.a, x.available + t.later,
                    jsonb_strip_nulls(jsonb_build_object('ledger_entry_id', t.id,
                                                         'outstanding', round(x.outstanding - t.later, 2)::text,
                                                         'reason', t.memo))
@@ -164,7 +169,7 @@ BEGIN
                                              OVER (PARTITION BY u.line_id ORDER BY u.i
                                                    ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS later
                       FROM unnest(line_ids, v_ids, refs, amounts, memos) WITH ORDINALITY AS u(line_id, id, ref, a, memo, i)) t
-              JOIN credit.line x ON x.id = t.line_id
+              JOIN x ON x.id = t.line_id
               LEFT JOIN (SELECT s.i, jsonb_agg(jsonb_build_object('ledger_entry_id', s.entry, 'entry_type', e.entry_type,
                                                                   'ref', e.ref, 'amount', round(s.take, 2)::text)
                                                ORDER BY s.k) AS list

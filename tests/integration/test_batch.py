@@ -4,7 +4,7 @@ record_payment_batch.
 - Each item gets what its single call would get if the items ran one after
   another in array order: random batches run both ways on twin databases, and
   every result row and every table (lines, holds, ledger, open items,
-  settlements, refusal log) is compared after each call.
+  settlements, refusal log, each line's events) is compared after each call.
 - Lines are locked in ascending id order: two batches over the same lines in
   opposite orders do not deadlock, and a variant that locks in array order
   does, in the same interleaving.
@@ -171,7 +171,30 @@ def state(conn) -> dict:
             " ORDER BY s.id")],
         "refusal": [(r["retailer_id"], r["order_ref"], r["amount"], r["code"], r["available"], r["line_id"] is None)
                     for r in q("SELECT * FROM credit.refusal ORDER BY id")],
+        "event": events(conn, entries),
     }
+
+
+def events(conn, entries: dict) -> dict:
+    """Each line's events in order (the feed's, then those still in the
+    inbox): kind, ref, amount and available; a payment's whole data, ids
+    replaced, since its settlements and figures are what posting computes.
+    Other kinds' data hold moments that differ between twins."""
+    out: dict = {}
+    for r in conn.execute(
+            "SELECT retailer_id, kind, ref, amount, (data->>'available')::numeric AS available, data"
+            " FROM (SELECT 0 AS part, event_id AS pos, * FROM credit.event"
+            "       UNION ALL SELECT 1, seq, NULL, kind, wholesaler_id, retailer_id, ref, amount,"
+            "                        coalesce(data, '{}') || jsonb_build_object('available', available), created_at"
+            "         FROM credit.event_inbox) e ORDER BY part, pos"):
+        data = None
+        if r["kind"] == "payment_recorded":
+            data = dict(r["data"], ledger_entry_id=entries[r["data"]["ledger_entry_id"]],
+                        settlements=[dict(x, ledger_entry_id=entries[x["ledger_entry_id"]])
+                                     for x in r["data"]["settlements"]])
+            data.pop("available")
+        out.setdefault(r["retailer_id"], []).append((r["kind"], r["ref"], r["amount"], r["available"], data))
+    return out
 
 
 def normalized(rows: list[dict], s: dict) -> list[dict]:
@@ -240,7 +263,7 @@ def test_a_batch_does_what_the_single_calls_do_in_array_order(twins, seed):
         if expires == BRIEF:
             time.sleep(0.005)
         sa, sb = state(a), state(b)
-        for table in ("line", "reservation", "ledger", "open_item", "settlement", "refusal"):
+        for table in ("line", "reservation", "ledger", "open_item", "settlement", "refusal", "event"):
             assert sa[table] == sb[table], (table, kind, items)
     for conn in (a, b):
         assert conn.execute("SELECT * FROM credit.reconcile()").fetchall() == []
@@ -261,7 +284,7 @@ def build_edges(conn, today: dt.date) -> None:
     fast path's room (limit in force, temporary limit, overdue, expiry), the
     replay rule, posting."""
     now = dt.datetime.now(dt.timezone.utc)
-    for r in ("temp", "ended", "late", "grace", "brief"):
+    for r in ("temp", "ended", "late", "grace", "brief", "owing"):
         call(conn, "open_line", W, r, 100)
     # A temporary limit in force, and one that ends with holds taken under it.
     call(conn, "set_credit_limit", W, "temp", 300, "season", now + dt.timedelta(hours=1))
@@ -274,6 +297,10 @@ def build_edges(conn, today: dt.date) -> None:
         call(conn, "set_overdue_policy", W, r, grace, 0)
     # A hold past its expiry, awaiting a sweep.
     call(conn, "reserve_credit", W, "brief", "brief", 90, dt.timedelta(milliseconds=1))
+    # Two invoices and no overdue policy: payments posted set-wise settle them, oldest first.
+    for ref, amount, days in (("i1", 30, 20), ("i2", 20, 10)):
+        call(conn, "reserve_credit", W, "owing", ref, amount)
+        call(conn, "convert_to_debit", W, "owing", ref, None, today + dt.timedelta(days=days))
 
 
 EDGE_OPS = [
@@ -296,6 +323,10 @@ EDGE_OPS = [
     ("payment", [(W, "grace", "p1", D(10)), (W, "grace", "p1", D(10)), (W, "grace", "p1", D(11)),
                  (W, "late", "p2", D(60)), (W, "zz", "p3", D(1))]),
     ("payment", [(W, "grace", "p1", D(10)), (W, "late", "p2", D(61)), (W, "grace", "p4", D("0.01"))]),
+    # Several payments of one line in one call: the first settles part of the older invoice, the
+    # second the rest of it and part of the newer, the last the rest and leaves unapplied credit.
+    ("payment", [(W, "owing", "p5", D(10)), (W, "owing", "p6", D(25)), (W, "temp", "p7", D(1)),
+                 (W, "owing", "p8", D(30))]),
 ]
 
 
@@ -311,7 +342,7 @@ def run_edges(a, b) -> list:
         sa, sb = state(a), state(b)
         if normalized(got, sa) != normalized(want, sb):
             differences.append((kind, items, normalized(got, sa), normalized(want, sb)))
-        for table in ("line", "reservation", "ledger", "open_item", "settlement", "refusal"):
+        for table in ("line", "reservation", "ledger", "open_item", "settlement", "refusal", "event"):
             if sa[table] != sb[table]:
                 differences.append((kind, items, table))
     return differences
@@ -337,6 +368,17 @@ def test_a_batch_fast_path_of_its_own_would_disagree(twins):
                      "coalesce(x.temp_limit, x.credit_limit) - x.reserved - x.outstanding AS room"))
     differences = run_edges(a, b)
     assert any(d[0] == "reserve" and d[1] == [(W, "ended", "n4", D(150))] for d in differences), differences
+
+
+def test_a_batch_whose_events_skip_the_running_figures_would_disagree(twins):
+    """The events are compared too: a record_payment_batch whose events carry
+    each line's figures after the whole call, not after the item, differs
+    from the single calls on the line paid three times in one call."""
+    a, b = twins
+    install_variant(a, "_post_entries.sql", ("'outstanding', round(x.outstanding - t.later, 2)::text,",
+                                             "'outstanding', round(x.outstanding, 2)::text,"))
+    differences = run_edges(a, b)
+    assert [d[2] for d in differences if d[0] == "payment"] == ["event"], differences
 
 
 # -- lock order -----------------------------------------------------------------------
