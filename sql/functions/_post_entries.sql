@@ -28,7 +28,11 @@ CREATE OR REPLACE FUNCTION credit._post_entries(
     debit_ids bigint[] DEFAULT NULL, due_dates date[] DEFAULT NULL, reservation_ids bigint[] DEFAULT NULL,
     unreserved numeric[] DEFAULT NULL, applies_to text[] DEFAULT NULL, first_items bigint[] DEFAULT NULL)
 RETURNS bigint[]
-LANGUAGE plpgsql AS $$
+-- Generic plans, always: a single call passes arrays of one, for which a plan
+-- of its own always looks cheaper than the cached one, so PostgreSQL planned
+-- the set-wise payment's statements anew on every call (their planning cost
+-- more than a payment's posting: BENCHMARKS.md).
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_ids bigint[];
     v_dues date[];
@@ -53,6 +57,17 @@ DECLARE
     v_part_entries bigint[];
     v_part_unpaid numeric[];
     v_line bigint;
+    v_x_ids bigint[];     -- payments: each line after its UPDATE: id, keys, outstanding, available
+    v_x_ws text[];
+    v_x_rs text[];
+    v_x_outs numeric[];
+    v_x_avails numeric[];
+    v_oldest date;        -- a single payment: its line's oldest unpaid due date, if it paid an item in full
+    v_w text;             -- and its line after it
+    v_r text;
+    v_outstanding numeric;
+    v_available numeric;
+    v_settled jsonb;
     o credit.open_item;
 BEGIN
     -- Ids are drawn in item order, so ordering by id is ordering by item.
@@ -78,74 +93,119 @@ BEGIN
     -- they happen"). A batch on lines with an overdue policy stays item by
     -- item: each payment's overdue_ended, if any, follows that payment.
     IF entry_type = 'CREDIT' AND first_items IS NULL AND v_ids IS NOT NULL THEN
-        SELECT array_agg(x.id ORDER BY x.id) FILTER (WHERE x.oldest_unpaid_due IS NOT NULL),
-               coalesce(bool_or(x.overdue_grace_days IS NOT NULL OR x.overdue_since IS NOT NULL), false)
-          INTO v_owing, v_policy
-          FROM credit.line x WHERE x.id = ANY (line_ids);
-        IF NOT v_policy OR cardinality(v_ids) = 1 THEN
-            v_left := amounts;
-            IF v_owing IS NOT NULL THEN
-                -- Oldest due first, ties by the older entry, each line's
-                -- payments in item order: a merge of the line's open items
-                -- (read only as far as its money goes) with its payments.
+        IF cardinality(v_ids) = 1 THEN
+            -- One payment: its line is looked at for open items (none: an empty
+            -- read) and for an overdue policy (the UPDATE's RETURNING) anyway.
+            v_owing := line_ids;
+            v_order := ARRAY[1];
+            v_policy := false;
+        ELSE
+            -- Lines are read by their key, one probe each (OFFSET 0): for the
+            -- planner a sequential scan of a small line table looks cheaper,
+            -- and it reads every line.
+            SELECT array_agg(DISTINCT x.id ORDER BY x.id) FILTER (WHERE x.oldest_unpaid_due IS NOT NULL),
+                   coalesce(bool_or(x.overdue_grace_days IS NOT NULL OR x.overdue_since IS NOT NULL), false)
+              INTO v_owing, v_policy
+              FROM unnest(line_ids) AS t(id)
+             CROSS JOIN LATERAL (SELECT * FROM credit.line y WHERE y.id = t.id OFFSET 0) x;
+            IF v_owing IS NOT NULL AND NOT v_policy THEN
                 SELECT array_agg(t.i::integer ORDER BY t.line_id, t.i) INTO v_order
                   FROM unnest(line_ids) WITH ORDINALITY AS t(line_id, i) WHERE t.line_id = ANY (v_owing);
-                FOREACH v_line IN ARRAY v_owing LOOP
-                    FOR o IN SELECT * FROM credit.open_item x WHERE x.line_id = v_line ORDER BY x.due_date, x.entry_id
-                    LOOP
-                        v_unpaid := o.unpaid;
-                        WHILE v_unpaid > 0 AND v_k <= cardinality(v_order) AND line_ids[v_order[v_k]] = v_line LOOP
-                            v_i := v_order[v_k];
-                            v_take := least(v_unpaid, v_left[v_i]);
-                            v_s_items := v_s_items || v_i;
-                            v_s_entries := v_s_entries || o.entry_id;
-                            v_s_takes := v_s_takes || v_take;
-                            v_left[v_i] := v_left[v_i] - v_take;
-                            v_unpaid := v_unpaid - v_take;
-                            IF v_left[v_i] = 0 THEN
-                                v_k := v_k + 1;
-                            END IF;
-                        END LOOP;
-                        IF v_unpaid = 0 THEN
-                            v_paid_lines := v_paid_lines || o.line_id;
-                            v_paid_dues := v_paid_dues || o.due_date;
-                            v_paid_entries := v_paid_entries || o.entry_id;
-                        ELSIF v_unpaid < o.unpaid THEN
-                            v_part_lines := v_part_lines || o.line_id;
-                            v_part_dues := v_part_dues || o.due_date;
-                            v_part_entries := v_part_entries || o.entry_id;
-                            v_part_unpaid := v_part_unpaid || v_unpaid;
-                        END IF;
-                        EXIT WHEN v_k > cardinality(v_order) OR line_ids[v_order[v_k]] <> v_line;
-                    END LOOP;
-                    -- What this line's payments did not spend waits as unapplied credit.
-                    WHILE v_k <= cardinality(v_order) AND line_ids[v_order[v_k]] = v_line LOOP
-                        v_k := v_k + 1;
-                    END LOOP;
-                END LOOP;
-                IF v_paid_entries IS NOT NULL THEN
-                    DELETE FROM credit.open_item x
-                     USING unnest(v_paid_lines, v_paid_dues, v_paid_entries) AS p(line_id, due_date, entry_id)
-                     WHERE x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
-                END IF;
-                IF v_part_entries IS NOT NULL THEN
-                    UPDATE credit.open_item x SET unpaid = p.unpaid
-                      FROM unnest(v_part_lines, v_part_dues, v_part_entries, v_part_unpaid)
-                           AS p(line_id, due_date, entry_id, unpaid)
-                     WHERE x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
-                END IF;
-                IF v_s_items IS NOT NULL THEN
-                    -- In item order, as item by item posting would number them.
-                    INSERT INTO credit.settlement (line_id, item_id, amount, created_at)
-                    SELECT line_ids[s.i], s.entry, s.take, now()
-                      FROM unnest(v_s_items, v_s_entries, v_s_takes) WITH ORDINALITY AS s(i, entry, take, k)
-                     ORDER BY s.i, s.k;
-                END IF;
             END IF;
-            -- Each line once, whatever number of its payments the call holds;
-            -- then the events (credit._entry_event's, for all the items at
-            -- once), with each line's figures as the item left them: the line
-            -- as the UPDATE leaves it, less what the items after it moved.
+        END IF;
+        IF NOT v_policy THEN
+            v_left := amounts;
+            -- Oldest due first, ties by the older entry, each line's payments in
+            -- item order: a merge of the line's open items (read only as far as
+            -- its money goes) with its payments.
+            FOREACH v_line IN ARRAY coalesce(v_owing, '{}') LOOP
+                FOR o IN SELECT * FROM credit.open_item x WHERE x.line_id = v_line ORDER BY x.due_date, x.entry_id
+                LOOP
+                    v_unpaid := o.unpaid;
+                    WHILE v_unpaid > 0 AND v_k <= cardinality(v_order) AND line_ids[v_order[v_k]] = v_line LOOP
+                        v_i := v_order[v_k];
+                        v_take := least(v_unpaid, v_left[v_i]);
+                        v_s_items := v_s_items || v_i;
+                        v_s_entries := v_s_entries || o.entry_id;
+                        v_s_takes := v_s_takes || v_take;
+                        v_left[v_i] := v_left[v_i] - v_take;
+                        v_unpaid := v_unpaid - v_take;
+                        IF v_left[v_i] = 0 THEN
+                            v_k := v_k + 1;
+                        END IF;
+                    END LOOP;
+                    IF v_unpaid = 0 THEN
+                        v_paid_lines := v_paid_lines || o.line_id;
+                        v_paid_dues := v_paid_dues || o.due_date;
+                        v_paid_entries := v_paid_entries || o.entry_id;
+                    ELSIF v_unpaid < o.unpaid THEN
+                        v_part_lines := v_part_lines || o.line_id;
+                        v_part_dues := v_part_dues || o.due_date;
+                        v_part_entries := v_part_entries || o.entry_id;
+                        v_part_unpaid := v_part_unpaid || v_unpaid;
+                    END IF;
+                    EXIT WHEN v_k > cardinality(v_order) OR line_ids[v_order[v_k]] <> v_line;
+                END LOOP;
+                -- What this line's payments did not spend waits as unapplied credit.
+                WHILE v_k <= cardinality(v_order) AND line_ids[v_order[v_k]] = v_line LOOP
+                    v_k := v_k + 1;
+                END LOOP;
+            END LOOP;
+            IF v_paid_entries IS NOT NULL THEN
+                DELETE FROM credit.open_item x
+                 USING unnest(v_paid_lines, v_paid_dues, v_paid_entries) AS p(line_id, due_date, entry_id)
+                 WHERE x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
+            END IF;
+            IF v_part_entries IS NOT NULL THEN
+                UPDATE credit.open_item x SET unpaid = p.unpaid
+                  FROM unnest(v_part_lines, v_part_dues, v_part_entries, v_part_unpaid)
+                       AS p(line_id, due_date, entry_id, unpaid)
+                 WHERE x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
+            END IF;
+            IF v_s_items IS NOT NULL THEN
+                -- In item order, as item by item posting would number them.
+                INSERT INTO credit.settlement (line_id, item_id, amount, created_at)
+                SELECT line_ids[s.i], s.entry, s.take, now()
+                  FROM unnest(v_s_items, v_s_entries, v_s_takes) WITH ORDINALITY AS s(i, entry, take, k)
+                 ORDER BY s.i, s.k;
+            END IF;
+
+            IF cardinality(v_ids) = 1 THEN
+                -- The line by its key, and the event with plain values: the
+                -- statements below, planned for many lines, cost a single
+                -- payment more to start than to run.
+                IF v_paid_entries IS NOT NULL THEN
+                    v_oldest := (SELECT min(y.due_date) FROM credit.open_item y WHERE y.line_id = line_ids[1]);
+                END IF;
+                UPDATE credit.line l
+                   SET unapplied = l.unapplied + v_left[1],
+                       oldest_unpaid_due = CASE WHEN v_paid_entries IS NULL THEN l.oldest_unpaid_due ELSE v_oldest END,
+                       outstanding = l.outstanding + credit._entry_delta('CREDIT', amounts[1])
+                 WHERE l.id = line_ids[1]
+                RETURNING l.wholesaler_id, l.retailer_id, l.outstanding, credit._available(l),
+                          l.overdue_grace_days IS NOT NULL OR l.overdue_since IS NOT NULL
+                     INTO v_w, v_r, v_outstanding, v_available, v_policy;
+                IF v_s_items IS NOT NULL THEN
+                    SELECT jsonb_agg(jsonb_build_object('ledger_entry_id', s.entry, 'entry_type', e.entry_type,
+                                                        'ref', e.ref, 'amount', round(s.take, 2)::text) ORDER BY s.k)
+                      INTO v_settled
+                      FROM unnest(v_s_entries, v_s_takes) WITH ORDINALITY AS s(entry, take, k)
+                     CROSS JOIN LATERAL (SELECT * FROM credit.ledger_entry y WHERE y.id = s.entry OFFSET 0) e;
+                END IF;
+                -- credit._entry_event's event; the data as the statement for many below builds it.
+                INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+                VALUES (v_w, v_r, 'payment_recorded', refs[1], amounts[1], v_available,
+                        jsonb_strip_nulls(jsonb_build_object('ledger_entry_id', v_ids[1],
+                                                             'outstanding', round(v_outstanding, 2)::text,
+                                                             'reason', memos[1]))
+                        || jsonb_build_object('settlements', coalesce(v_settled, '[]')));
+                IF v_policy THEN  -- the line's overdue_ended, if the payment ended its refusals
+                    PERFORM credit._overdue_event(line_ids[1]);
+                END IF;
+                RETURN v_ids;
+            END IF;
+
+            -- Each line once, whatever number of its payments the call holds.
             WITH d AS (
                 SELECT t.line_id, sum(t.rest) AS rest, sum(credit._entry_delta('CREDIT', t.a)) AS delta
                   FROM unnest(line_ids, amounts, v_left) AS t(line_id, a, rest) GROUP BY t.line_id),
@@ -159,8 +219,15 @@ BEGIN
                   FROM d
                  WHERE l.id = d.line_id
                 RETURNING l.id, l.wholesaler_id, l.retailer_id, l.outstanding, credit._available(l) AS available)
+            SELECT array_agg(x.id), array_agg(x.wholesaler_id), array_agg(x.retailer_id), array_agg(x.outstanding),
+                   array_agg(x.available)
+              INTO v_x_ids, v_x_ws, v_x_rs, v_x_outs, v_x_avails
+              FROM x;
+            -- The events (credit._entry_event's, for all the items at once), with
+            -- each line's figures as the item left them: the line as the UPDATE
+            -- left it, less what the items after it on the line moved.
             INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
-            SELECT x.wholesaler_id, x.retailer_id, 'payment_recorded', t.ref, t.a, x.available + t.later,
+            SELECT x.w, x.r, 'payment_recorded', t.ref, t.a, x.available + t.later,
                    jsonb_strip_nulls(jsonb_build_object('ledger_entry_id', t.id,
                                                         'outstanding', round(x.outstanding - t.later, 2)::text,
                                                         'reason', t.memo))
@@ -169,17 +236,15 @@ BEGIN
                                              OVER (PARTITION BY u.line_id ORDER BY u.i
                                                    ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS later
                       FROM unnest(line_ids, v_ids, refs, amounts, memos) WITH ORDINALITY AS u(line_id, id, ref, a, memo, i)) t
-              JOIN x ON x.id = t.line_id
+              JOIN unnest(v_x_ids, v_x_ws, v_x_rs, v_x_outs, v_x_avails) AS x(id, w, r, outstanding, available)
+                ON x.id = t.line_id
               LEFT JOIN (SELECT s.i, jsonb_agg(jsonb_build_object('ledger_entry_id', s.entry, 'entry_type', e.entry_type,
                                                                   'ref', e.ref, 'amount', round(s.take, 2)::text)
                                                ORDER BY s.k) AS list
                            FROM unnest(v_s_items, v_s_entries, v_s_takes) WITH ORDINALITY AS s(i, entry, take, k)
-                           JOIN credit.ledger_entry e ON e.id = s.entry
+                           CROSS JOIN LATERAL (SELECT * FROM credit.ledger_entry y WHERE y.id = s.entry OFFSET 0) e
                           GROUP BY s.i) s ON s.i = t.i
              ORDER BY t.i;
-            IF v_policy THEN  -- one item: its line's overdue_ended, if the payment ended the refusals
-                PERFORM credit._overdue_event(line_ids[1]);
-            END IF;
             RETURN v_ids;
         END IF;
     END IF;
