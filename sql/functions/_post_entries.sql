@@ -70,18 +70,27 @@ DECLARE
     v_settled jsonb;
     o credit.open_item;
 BEGIN
-    -- Ids are drawn in item order, so ordering by id is ordering by item.
-    WITH ins AS (
+    IF cardinality(line_ids) = 1 THEN  -- a single call: the same row, without the set-wise plan's start-up
         INSERT INTO credit.ledger_entry AS e (line_id, entry_type, amount, ref, memo, debit_id, due_date, reservation_id,
                                               applies_to)
-        SELECT t.line_id, entry_type, t.a, t.ref, t.memo, t.debit_id,
-               CASE WHEN credit._entry_delta(entry_type, t.a) > 0 THEN coalesce(t.due, current_date) END, t.hold,
-               _post_entries.applies_to
-          FROM unnest(line_ids, refs, amounts, memos, debit_ids, due_dates, reservation_ids)
-               WITH ORDINALITY AS t(line_id, ref, a, memo, debit_id, due, hold, i)
-         ORDER BY t.i
-        RETURNING e.id, e.due_date)
-    SELECT array_agg(ins.id ORDER BY ins.id), array_agg(ins.due_date ORDER BY ins.id) INTO v_ids, v_dues FROM ins;
+        VALUES (line_ids[1], entry_type, amounts[1], refs[1], memos[1], debit_ids[1],
+                CASE WHEN credit._entry_delta(entry_type, amounts[1]) > 0 THEN coalesce(due_dates[1], current_date) END,
+                reservation_ids[1], _post_entries.applies_to)
+        RETURNING ARRAY[e.id], ARRAY[e.due_date] INTO v_ids, v_dues;
+    ELSE
+        -- Ids are drawn in item order, so ordering by id is ordering by item.
+        WITH ins AS (
+            INSERT INTO credit.ledger_entry AS e (line_id, entry_type, amount, ref, memo, debit_id, due_date, reservation_id,
+                                                  applies_to)
+            SELECT t.line_id, entry_type, t.a, t.ref, t.memo, t.debit_id,
+                   CASE WHEN credit._entry_delta(entry_type, t.a) > 0 THEN coalesce(t.due, current_date) END, t.hold,
+                   _post_entries.applies_to
+              FROM unnest(line_ids, refs, amounts, memos, debit_ids, due_dates, reservation_ids)
+                   WITH ORDINALITY AS t(line_id, ref, a, memo, debit_id, due, hold, i)
+             ORDER BY t.i
+            RETURNING e.id, e.due_date)
+        SELECT array_agg(ins.id ORDER BY ins.id), array_agg(ins.due_date ORDER BY ins.id) INTO v_ids, v_dues FROM ins;
+    END IF;
 
     -- Payments that name no invoices (record_payment without applies_to,
     -- record_payment_batch) are posted set-wise: the allocation rule for every

@@ -20,6 +20,7 @@ DECLARE
     v_amount numeric;
     v_refs text[] := CASE WHEN cardinality(applies_to) > 0 THEN applies_to END;
     v_items bigint[];
+    v_ids bigint[];
     l credit.line;
     r credit.entry_result;
 BEGIN
@@ -63,7 +64,10 @@ BEGIN
             RETURN ('debit_not_found', NULL, l.outstanding, credit._available(l), false)::credit.entry_result;
         END IF;
     END IF;
-    RETURN credit._post_entry(l, 'CREDIT', payment_ref, v_amount, NULL, NULL, v_items, v_refs);
+    -- Posting itself (credit._post_entry's, without its call: a PL/pgSQL level costs a payment 5%).
+    v_ids := credit._post_entries(ARRAY[l.id], 'CREDIT', ARRAY[payment_ref], ARRAY[v_amount], NULL, NULL, NULL, NULL,
+                                  NULL, v_refs, v_items);
+    RETURN ('ok', v_ids[1], l.outstanding - v_amount, credit._available(l) + v_amount, false)::credit.entry_result;
 END
 $$;
 REVOKE ALL ON FUNCTION credit.record_payment(text, text, text, numeric, text[]) FROM PUBLIC;
