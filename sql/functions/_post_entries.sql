@@ -101,13 +101,44 @@ BEGIN
     -- batch more than the payments themselves (BENCHMARKS.md, "Orders as
     -- they happen"). A batch on lines with an overdue policy stays item by
     -- item: each payment's overdue_ended, if any, follows that payment.
-    IF entry_type = 'CREDIT' AND first_items IS NULL AND v_ids IS NOT NULL THEN
+    IF entry_type = 'CREDIT' AND (first_items IS NULL OR cardinality(v_ids) = 1) AND v_ids IS NOT NULL THEN
         IF cardinality(v_ids) = 1 THEN
             -- One payment: its line is looked at for open items (none: an empty
             -- read) and for an overdue policy (the UPDATE's RETURNING) anyway.
             v_owing := line_ids;
             v_order := ARRAY[1];
             v_policy := false;
+            v_left := amounts;
+            -- A remittance settles the invoices it names first, in its order
+            -- (credit._allocate_credit's first loop, the same query).
+            IF first_items IS NOT NULL THEN
+                FOR o IN
+                    SELECT x.* FROM unnest(first_items) WITH ORDINALITY AS f(id, i)
+                      JOIN credit.ledger_entry e ON e.id = f.id
+                      JOIN credit.open_item x ON x.line_id = line_ids[1] AND x.due_date = e.due_date AND x.entry_id = f.id
+                     ORDER BY f.i
+                LOOP
+                    v_take := least(o.unpaid, v_left[1]);
+                    v_s_items := v_s_items || 1;
+                    v_s_entries := v_s_entries || o.entry_id;
+                    v_s_takes := v_s_takes || v_take;
+                    v_left[1] := v_left[1] - v_take;
+                    IF v_take = o.unpaid THEN
+                        v_paid_lines := v_paid_lines || o.line_id;
+                        v_paid_dues := v_paid_dues || o.due_date;
+                        v_paid_entries := v_paid_entries || o.entry_id;
+                    ELSE
+                        v_part_lines := v_part_lines || o.line_id;
+                        v_part_dues := v_part_dues || o.due_date;
+                        v_part_entries := v_part_entries || o.entry_id;
+                        v_part_unpaid := v_part_unpaid || (o.unpaid - v_take);
+                    END IF;
+                    EXIT WHEN v_left[1] = 0;
+                END LOOP;
+                IF v_left[1] = 0 THEN
+                    v_owing := NULL;
+                END IF;
+            END IF;
         ELSE
             -- Lines are read by their key, one probe each (OFFSET 0): for the
             -- planner a sequential scan of a small line table looks cheaper,
@@ -123,12 +154,14 @@ BEGIN
             END IF;
         END IF;
         IF NOT v_policy THEN
-            v_left := amounts;
+            v_left := coalesce(v_left, amounts);
             -- Oldest due first, ties by the older entry, each line's payments in
             -- item order: a merge of the line's open items (read only as far as
             -- its money goes) with its payments.
             FOREACH v_line IN ARRAY coalesce(v_owing, '{}') LOOP
-                FOR o IN SELECT * FROM credit.open_item x WHERE x.line_id = v_line ORDER BY x.due_date, x.entry_id
+                FOR o IN SELECT * FROM credit.open_item x
+                          WHERE x.line_id = v_line AND x.entry_id <> ALL (coalesce(first_items, '{}'))
+                          ORDER BY x.due_date, x.entry_id
                 LOOP
                     v_unpaid := o.unpaid;
                     WHILE v_unpaid > 0 AND v_k <= cardinality(v_order) AND line_ids[v_order[v_k]] = v_line LOOP
@@ -206,7 +239,7 @@ BEGIN
                 VALUES (v_w, v_r, 'payment_recorded', refs[1], amounts[1], v_available,
                         jsonb_strip_nulls(jsonb_build_object('ledger_entry_id', v_ids[1],
                                                              'outstanding', round(v_outstanding, 2)::text,
-                                                             'reason', memos[1]))
+                                                             'reason', memos[1], 'applies_to', _post_entries.applies_to))
                         || jsonb_build_object('settlements', coalesce(v_settled, '[]')));
                 IF v_policy THEN  -- the line's overdue_ended, if the payment ended its refusals
                     PERFORM credit._overdue_event(line_ids[1]);

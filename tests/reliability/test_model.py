@@ -643,7 +643,8 @@ BROKEN = {
     "shipment_never_ends_the_hold": ("_book_debit.sql", ("v_ends boolean := final OR amount = v_remaining;",
                                                          "v_ends boolean := final;")),
     # v1.2: a remittance pays the invoices it names in reverse order.
-    "remittance_in_reverse_order": ("_allocate_credit.sql", ("             ORDER BY f.i\n", "             ORDER BY f.i DESC\n")),
+    "remittance_in_reverse_order": ("_post_entries.sql", ("                     ORDER BY f.i\n",
+                                                          "                     ORDER BY f.i DESC\n")),
 }
 
 
