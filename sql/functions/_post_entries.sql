@@ -11,8 +11,9 @@ SET ROLE credit_owner;
 -- converted from a hold also takes the hold out of reserved there
 -- (unreserved). The caller holds the lines' row locks and has found every
 -- key new (credit._replay). Each entry other than a DEBIT writes its event
--- after its allocation (credit._entry_event); a DEBIT's is its booking's.
--- Returns the new entries' ids in item order.
+-- after its allocation (credit._entry_event; a payment's is written here, see
+-- below); a DEBIT's is its booking's. Returns the new entries' ids in item
+-- order.
 --
 -- A single payment that names its invoices (record_payment's applies_to)
 -- passes them as applies_to, kept on its entry, and their DEBITs as
@@ -20,7 +21,8 @@ SET ROLE credit_owner;
 --
 -- Set-wise, so that a bulk call pays for one INSERT rather than one per item
 -- (each INSERT compiles the ledger's CHECK constraints anew); a single call
--- passes arrays of one.
+-- passes arrays of one, and takes statements of its own where a set-wise
+-- plan costs more to start than the one row costs to write.
 -- v1.2 added applies_to and first_items (migration 0007).
 DROP FUNCTION IF EXISTS credit._post_entries(bigint[], text, text[], numeric[], text[], bigint[], date[], bigint[], numeric[]);
 CREATE OR REPLACE FUNCTION credit._post_entries(

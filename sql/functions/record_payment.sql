@@ -64,7 +64,7 @@ BEGIN
             RETURN ('debit_not_found', NULL, l.outstanding, credit._available(l), false)::credit.entry_result;
         END IF;
     END IF;
-    -- Posting itself (credit._post_entry's, without its call: a PL/pgSQL level costs a payment 5%).
+    -- Posting, as credit._post_entry would call it, one PL/pgSQL level less for every payment.
     v_ids := credit._post_entries(ARRAY[l.id], 'CREDIT', ARRAY[payment_ref], ARRAY[v_amount], NULL, NULL, NULL, NULL,
                                   NULL, v_refs, v_items);
     RETURN ('ok', v_ids[1], l.outstanding - v_amount, credit._available(l) + v_amount, false)::credit.entry_result;
