@@ -116,8 +116,10 @@ BEGIN
             IF first_items IS NOT NULL THEN
                 FOR o IN
                     SELECT x.* FROM unnest(first_items) WITH ORDINALITY AS f(id, i)
-                      JOIN credit.ledger_entry e ON e.id = f.id
-                      JOIN credit.open_item x ON x.line_id = line_ids[1] AND x.due_date = e.due_date AND x.entry_id = f.id
+                     CROSS JOIN LATERAL (SELECT y.* FROM credit.ledger_entry e
+                                           JOIN credit.open_item y
+                                             ON y.line_id = line_ids[1] AND y.due_date = e.due_date AND y.entry_id = e.id
+                                          WHERE e.id = f.id OFFSET 0) x
                      ORDER BY f.i
                 LOOP
                     v_take := least(o.unpaid, v_left[1]);
@@ -195,16 +197,20 @@ BEGIN
                     v_k := v_k + 1;
                 END LOOP;
             END LOOP;
+            -- x.line_id = ANY: the paying lines' items, by the key's first column,
+            -- rather than a join the planner may make by reading every open item.
             IF v_paid_entries IS NOT NULL THEN
                 DELETE FROM credit.open_item x
                  USING unnest(v_paid_lines, v_paid_dues, v_paid_entries) AS p(line_id, due_date, entry_id)
-                 WHERE x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
+                 WHERE x.line_id = ANY (v_paid_lines)
+                   AND x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
             END IF;
             IF v_part_entries IS NOT NULL THEN
                 UPDATE credit.open_item x SET unpaid = p.unpaid
                   FROM unnest(v_part_lines, v_part_dues, v_part_entries, v_part_unpaid)
                        AS p(line_id, due_date, entry_id, unpaid)
-                 WHERE x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
+                 WHERE x.line_id = ANY (v_part_lines)
+                   AND x.line_id = p.line_id AND x.due_date = p.due_date AND x.entry_id = p.entry_id;
             END IF;
             IF v_s_items IS NOT NULL THEN
                 -- In item order, as item by item posting would number them.
