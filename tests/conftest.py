@@ -113,7 +113,7 @@ def cluster(request):
             conn.execute(f"CREATE ROLE {AUDITOR_USER} LOGIN IN ROLE credit_auditor")
             conn.execute(f"CREATE ROLE {MONITOR_USER} LOGIN IN ROLE credit_monitor")
         yield c
-        c.stop()
+        c.spares.close(c.drop_database)
     finally:
         pg.stop()
 

@@ -146,10 +146,6 @@ class Cluster:
         with self.admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def stop(self) -> None:
-        self.spares.close(self.drop_database)
-        self.pg.stop()
-
 
 def private_server(cluster, settings: tuple[str, ...] = ("fsync=off",)):
     """A started cluster of the test's own (same binaries), for tests that crash
