@@ -15,8 +15,8 @@ from pgcredit import CreditClient, migrate
 from pgcredit.partitions import migrate_partitions
 from pgcredit.tools import embedded
 from support.db import (
-    APP_USER, AUDITOR_USER, MONITOR_USER, PARTITIONS, TEMPLATE, Cluster, Proxy, ProxyConnection, Spares, _Postgresql,
-    _server_versions, _server_versions_problem, new_proxy, plproxy_missing, private_server,
+    APP_USER, AUDITOR_USER, MONITOR_USER, PARTITIONS, TEMPLATE, Cluster, Proxy, ProxyConnection, Spares,
+    _Postgresql, _server_versions, _server_versions_problem, new_proxy, plproxy_missing, private_server,
 )
 from support.failover import ABSENT_STANDBY, LOCAL
 
@@ -33,9 +33,9 @@ def pytest_configure(config):
                                        "proxy, and why (it is skipped there, visibly)")
     config.addinivalue_line("markers", "checker_self_check: shows a checker (Python, the same for every server) "
                                        "failing against a broken variant; runs on the first server version only")
-    config.addinivalue_line("markers", "first_version_by_default: a long harness (races against real servers, "
-                                       "failover, restore, benchmarks' smoke runs); the default run takes it on "
-                                       "the first server version only, --long on every version")
+    config.addinivalue_line("markers", "first_version_by_default: a long harness (failover, recovery, the "
+                                       "property model, read cost); the default run takes it on the first "
+                                       "server version only, --long on every version")
 
 
 def pytest_collection_modifyitems(config, items):
