@@ -6,11 +6,11 @@ SET ROLE credit_owner;
 -- unapplied credit. first_items are settled before that, each up to its
 -- unpaid amount, in the order given: a reversal's own DEBIT, or the invoices
 -- a remittance names (record_payment's applies_to); those already paid are
--- skipped. Payments are settled set-wise by credit._post_entries, by the same
--- rule; this is for reversals, negative adjustments and a bulk call's
--- payments on lines with an overdue policy. Every settlement is kept (credit.settlement) so that aging can be
--- read as of any past day. The caller holds the line's row lock; at and
--- outstanding_delta as in _allocate_item.
+-- skipped. Every settlement is kept (credit.settlement) so that aging can be
+-- read as of any past day. Payments are settled by credit._post_entries,
+-- set-wise, by the same rule; this is for reversals, negative adjustments
+-- and a bulk call's payments on lines with an overdue policy. The caller
+-- holds the line's row lock; at and outstanding_delta as in _allocate_item.
 -- v1.2 added first_items, a list; first_item (one item) is what the release
 -- before passes. An argument is only ever added at the end, with a default,
 -- internal functions' too: a call of the release before that is running when
