@@ -3,12 +3,19 @@
 yoyo's post-apply hook does not run when no migration is pending, so the
 function files are loaded here instead, in one transaction, after the
 migrations and under yoyo's migration lock.
+
+A migration may have a bridge (sql/bridges/<its id>.sql), run first on a
+database that has the schema already: it re-creates functions of the
+release before that would fail once the reload commits (OPERATIONS.md,
+"Upgrading"), and migrate then waits for every transaction begun before the
+bridge committed, so that no call is still running their old bodies.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -30,6 +37,7 @@ def sql_dir() -> Path:
 class MigrateReport:
     applied: list[str]
     function_files: int
+    bridged: list[str] = field(default_factory=list)  # the migrations whose bridge ran first
 
 
 def _backend(conninfo: str) -> PostgresqlPsycopgBackend:
@@ -127,12 +135,67 @@ def apply_migrations(conninfo: str, folder: Path) -> list[str]:
         return _apply(backend, folder)
 
 
-def migrate(conninfo: str, root: Path | None = None) -> MigrateReport:
-    """Applies pending migrations, then (re)loads every function and view file."""
+class OlderTransactionsOpen(RuntimeError):
+    """A bridge ran, and transactions begun before it were still open when
+    migrate stopped waiting for them."""
+
+
+# Transactions that may be running the release before's functions: every
+# backend of this database except autovacuum, which calls none of them and
+# may take long.
+_OLDER_TRANSACTIONS = """
+SELECT a.pid, a.state, a.xact_start
+  FROM pg_locks k JOIN pg_stat_activity a ON a.pid = k.pid
+ WHERE k.locktype = 'virtualxid' AND k.granted AND k.virtualxid = ANY (%s)
+   AND a.pid <> pg_backend_pid() AND a.datname = current_database()
+   AND a.backend_type NOT LIKE 'autovacuum%%'"""
+
+
+def _wait_for_older_transactions(conn: psycopg.Connection, timeout: float) -> None:
+    """Waits until every transaction open now has ended, as CREATE INDEX
+    CONCURRENTLY does: each transaction holds a lock on its own virtual
+    transaction id until it ends, and pg_locks shows them to any role."""
+    older = [r[0] for r in conn.execute(
+        "SELECT virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND pid <> pg_backend_pid()")]
+    deadline = time.monotonic() + timeout
+    while older:
+        open_ = conn.execute(_OLDER_TRANSACTIONS, (older,)).fetchall()
+        if not open_:
+            return
+        if time.monotonic() > deadline:
+            raise OlderTransactionsOpen(
+                f"migrate waited {timeout:g} s for transactions begun before its bridge and these are still open: "
+                + ", ".join(f"pid {pid} ({state}, since {start:%H:%M:%S})" for pid, state, start in open_)
+                + ". They may be running the previous release's functions: let them end (or end them with "
+                  "pg_terminate_backend), then run migrate again.")
+        time.sleep(0.02)
+
+
+def run_bridges(conninfo: str, root: Path, todo: list[str], wait: float = 60) -> list[str]:
+    """Runs the bridges of the pending migrations `todo`, each in its own
+    transaction, then waits for the transactions begun before them."""
+    files = [f for f in (root / "bridges" / f"{mid}.sql" for mid in todo) if f.is_file()]
+    if not files:
+        return []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if not conn.execute("SELECT to_regnamespace('credit') IS NOT NULL").fetchone()[0]:
+            return []  # a new database: no release before it is running
+        for path in files:
+            with conn.transaction():
+                conn.execute(path.read_text(encoding="utf-8"))
+        _wait_for_older_transactions(conn, wait)
+    return [f.stem for f in files]
+
+
+def migrate(conninfo: str, root: Path | None = None, bridge_wait: float = 60) -> MigrateReport:
+    """Applies pending migrations (after their bridges), then (re)loads every
+    function and view file."""
     require_utf8(conninfo)
     refuse_proxy(conninfo)
     root = root or sql_dir()
     with _locked(conninfo) as backend:
+        todo = [m.id for m in backend.to_apply(read_migrations(str(root / "migrations")))]
+        bridged = run_bridges(conninfo, root, todo, bridge_wait)
         applied = _apply(backend, root / "migrations")
         count = load_functions(conninfo, root)
-    return MigrateReport(applied, count)
+    return MigrateReport(applied, count, bridged)

@@ -124,8 +124,10 @@ def test_watch_refreshes_until_interrupted(dsn, conn, tmp_path):
         return screen.read_text().split("\x1b[H\x1b[2J")[1:]
 
     with open(screen, "w") as stdout:
+        # SIGINT restored: a suite started in the background inherits it ignored.
         proc = subprocess.Popen([sys.executable, "-m", "pgcredit", "status", "--dsn", dsn, "--watch", "0.2"],
-                                stdout=stdout, stderr=subprocess.PIPE, text=True, env=env)
+                                stdout=stdout, stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 60
             while not any("Ctrl-C to stop" in f for f in frames()) and time.monotonic() < deadline:

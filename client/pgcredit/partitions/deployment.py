@@ -156,7 +156,7 @@ def set_up_partition(dsn: str, index: int, count: int, root: Path | None = None,
         conn.execute("INSERT INTO credit.partition_config (partition_index, partition_count, hash_fingerprint) "
                      "VALUES (%s, %s, %s) ON CONFLICT (one_row) DO NOTHING", [index, count, fingerprint])
         conn.execute("RESET ROLE")
-    return MigrateReport(report.applied + applied, report.function_files), fingerprint
+    return MigrateReport(report.applied + applied, report.function_files, report.bridged), fingerprint
 
 
 # -- The proxy ----------------------------------------------------------------------------

@@ -35,6 +35,8 @@ def cmd_migrate(args) -> int:
         migrate_partitions(_dsn(args), dsns, progress=print)
         return 0
     report = migrate(_dsn(args))
+    for mid in report.bridged:
+        print(f"bridged {mid} (and waited for the transactions begun before)")
     for mid in report.applied:
         print(f"applied {mid}")
     if not report.applied:

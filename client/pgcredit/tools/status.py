@@ -125,9 +125,19 @@ def render(conn: psycopg.Connection, dsn: str) -> tuple[str, int]:
         except psycopg.errors.InsufficientPrivilege:
             out.append("proxy in front of partitions (the list is readable by credit_owner)")
     else:
+        # yoyo, on finding its tables unreadable, waits 10 s for its lock
+        # before it fails: a role that cannot read them is answered at once.
+        unreadable = conn.execute(
+            "SELECT t FROM unnest(ARRAY['_yoyo_migration', '_yoyo_version']) t "
+            "WHERE to_regclass(t) IS NOT NULL AND NOT has_table_privilege(to_regclass(t), 'SELECT') "
+            "LIMIT 1").fetchone()
         try:
-            todo = pending(dsn)
-            out.append(f"migrations pending: {', '.join(todo) if todo else 'none'}")
+            if unreadable:
+                out.append(f"migrations pending: unknown ({conn.info.user}: permission denied for table "
+                           f"{unreadable['t']})")
+            else:
+                todo = pending(dsn)
+                out.append(f"migrations pending: {', '.join(todo) if todo else 'none'}")
         except psycopg.Error as exc:  # e.g. the monitoring role may not read yoyo's tables
             out.append(f"migrations pending: unknown ({conn.info.user}: {exc.diag.message_primary or exc})")
     if not proxy and conn.execute("SELECT to_regclass('credit.line') IS NULL AS missing").fetchone()["missing"]:
