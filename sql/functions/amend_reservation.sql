@@ -50,9 +50,11 @@ BEGIN
     -- (amend_ref, amount): a wholesaler_id, retailer_id or order_ref that
     -- would be refused matches no line or hold, and the careful path refuses
     -- it. The hold is raised through the version the first UPDATE joined
-    -- (its ctid, no second index search); if another call changed it since,
-    -- that version's newer one is tested against the same conditions, and
-    -- one that fails them (or a slot reused by another row) raises nothing.
+    -- (its ctid: no second index search), under the same conditions. If
+    -- another call changed the hold while this one waited for the line, the
+    -- version at that ctid is no longer the one a new snapshot sees (or the
+    -- slot is empty, or holds another row), so nothing is raised and the
+    -- careful path reads the hold as it is.
     IF credit._id_ok(amend_ref) AND amount > 0 AND amount <= 1e15 AND amount = round(amount, 2) THEN
         v_amount := round(amount, 2);
         UPDATE credit.line x SET reserved = x.reserved + (v_amount - y.amount)
@@ -71,9 +73,10 @@ BEGIN
                 VALUES (v_line, amend_ref, order_ref, v_prev, v_amount)
                 ON CONFLICT ON CONSTRAINT amendment_pkey DO NOTHING;
                 IF FOUND THEN
-                    -- The event, as credit._event writes it, inline (a call costs ~18k). With
-                    -- nothing shipped, its data is NULL: the mover reads the figures from this
-                    -- amendment (credit._move_events), which saves building them here.
+                    -- The event, as credit._event writes it, inline (a call costs more than the
+                    -- insert: BENCHMARKS.md). With nothing shipped, its data is NULL: the mover
+                    -- reads the figures from this amendment (credit._move_events) instead of the
+                    -- writer building them under the line's lock.
                     INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
                     VALUES (amend_reservation.wholesaler_id, amend_reservation.retailer_id, 'hold_amended',
                             amend_ref, v_amount, v_available,
