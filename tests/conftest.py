@@ -15,8 +15,8 @@ from pgcredit import CreditClient, migrate
 from pgcredit.partitions import migrate_partitions
 from pgcredit.tools import embedded
 from support.db import (
-    APP_USER, AUDITOR_USER, MONITOR_USER, PARTITIONS, TEMPLATE, Cluster, Proxy, ProxyConnection, _Postgresql,
-    _server_versions, _server_versions_problem, new_proxy, plproxy_missing, private_server,
+    APP_USER, AUDITOR_USER, MONITOR_USER, PARTITIONS, TEMPLATE, Cluster, Proxy, ProxyConnection, Spares,
+    _Postgresql, _server_versions, _server_versions_problem, new_proxy, plproxy_missing, private_server,
 )
 from support.failover import ABSENT_STANDBY, LOCAL
 
@@ -33,6 +33,9 @@ def pytest_configure(config):
                                        "proxy, and why (it is skipped there, visibly)")
     config.addinivalue_line("markers", "checker_self_check: shows a checker (Python, the same for every server) "
                                        "failing against a broken variant; runs on the first server version only")
+    config.addinivalue_line("markers", "first_version_by_default: a long harness (failover, recovery, the "
+                                       "property model, read cost); the default run takes it on the first "
+                                       "server version only, --long on every version")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -47,12 +50,24 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(problem)
     # A checker's self-check proves the checker, which is Python and the same
     # on every server: once is enough, and the checks themselves run on each.
+    # The long harnesses take minutes per server: the default run (CI's, under
+    # 15 minutes on 2 cores) takes them on the first version, --long on all.
     first = _server_versions()[0]
-    extra = [item for item in items if item.get_closest_marker("checker_self_check")
+    long_run = config.getoption("--long")
+
+    def once(item) -> bool:
+        return bool(item.get_closest_marker("checker_self_check")
+                    or (item.get_closest_marker("first_version_by_default") and not long_run))
+
+    extra = [item for item in items if once(item)
              and getattr(item, "callspec", None) and item.callspec.params.get("cluster", first) != first]
     if extra:
         config.hook.pytest_deselected(items=extra)
         items[:] = [item for item in items if item not in extra]
+        harnesses = sum(1 for item in extra if not item.get_closest_marker("checker_self_check"))
+        if harnesses:
+            DESELECTED.append(f"{harnesses} long-harness items run on PostgreSQL {first[0]} only "
+                              f"(`./dev test --long` runs them on every server version)")
 
 
 def pytest_generate_tests(metafunc):
@@ -61,8 +76,14 @@ def pytest_generate_tests(metafunc):
                              ids=["direct", f"proxy{PARTITIONS}"])
 
 
+DESELECTED: list[str] = []
+
+
 def pytest_terminal_summary(terminalreporter):
     from support.reliability import REPORTS
+
+    for line in DESELECTED:
+        terminalreporter.write_line(line, yellow=True)
 
     if REPORTS:
         terminalreporter.section("reliability report")
@@ -92,6 +113,7 @@ def cluster(request):
             conn.execute(f"CREATE ROLE {AUDITOR_USER} LOGIN IN ROLE credit_auditor")
             conn.execute(f"CREATE ROLE {MONITOR_USER} LOGIN IN ROLE credit_monitor")
         yield c
+        c.spares.close(c.drop_database)
     finally:
         pg.stop()
 
@@ -111,6 +133,14 @@ def proxy_templates(cluster):
     return Proxy(cluster, "pgcredit_proxy_template", names)
 
 
+@pytest.fixture(scope="session")
+def proxy_spares(cluster, proxy_templates):
+    """Copies of the template proxy and its partitions, made ahead (Spares)."""
+    spares = Spares(lambda: new_proxy(cluster, proxy_templates))
+    yield spares
+    spares.close(Proxy.drop)
+
+
 @pytest.fixture
 def deployment(request) -> str:
     """direct (a single server) or proxy: contract modules run with both."""
@@ -127,9 +157,9 @@ def proxy(cluster, deployment, request):
     if deployment != "proxy":
         yield None
         return
-    p = new_proxy(cluster, request.getfixturevalue("proxy_templates"))
+    p = request.getfixturevalue("proxy_spares").take()
     yield p
-    p.drop()
+    request.getfixturevalue("proxy_spares").later(p.drop)
 
 
 @pytest.fixture
@@ -138,9 +168,9 @@ def dbname(cluster, proxy):
     if proxy is not None:
         yield proxy.name
         return
-    name = cluster.create_database()
+    name = cluster.spares.take()
     yield name
-    cluster.drop_database(name)
+    cluster.spares.later(cluster.drop_database, name)
 
 
 @pytest.fixture

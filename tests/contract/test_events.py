@@ -417,7 +417,7 @@ def test_the_race_catches_a_mover_that_loses_events(dep):
         with psycopg.connect(d, autocommit=True) as c:
             install_variant(c, "_move_events.sql", ("sample_xid = pg_current_xact_id()",
                                                     "sample_xid = pg_snapshot_xmax(pg_current_snapshot())"))
-    race = feed_race(dep, reader_timeout=15)
+    race = feed_race(dep, reader_timeout=5)
     assert race.violations, "the broken mover lost nothing the checks could see"
     REPORTS.append(f"Events self-check, a mover trusting xmax, "
                    f"{'direct' if dep.proxy is None else f'through a {PARTITIONS}-partition proxy'}: "

@@ -18,6 +18,9 @@ import pytest
 from support.db import APP_USER
 from support.reliability import report, unlock_reserve_credit
 
+# A long harness: the default run takes it on the first server version only (conftest.py).
+pytestmark = pytest.mark.first_version_by_default
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "node"
 
 

@@ -25,7 +25,7 @@ import pytest
 from psycopg.rows import dict_row
 
 import pgcredit as pc
-from support.db import API, APP_USER, AUDITOR_USER, PARTITIONS, call, new_proxy, private_server
+from support.db import API, APP_USER, AUDITOR_USER, PARTITIONS, call, private_server
 from pgcredit import CreditClient, Retry, migrate
 from pgcredit.tools.cli import main
 from pgcredit.tools.reference import read_catalog, render
@@ -41,10 +41,10 @@ FAST = Retry(attempts=3, base_delay=0.01, max_delay=0.05)
 
 
 @pytest.fixture
-def proxy(cluster, proxy_templates):
-    p = new_proxy(cluster, proxy_templates)
+def proxy(proxy_spares):
+    p = proxy_spares.take()
     yield p
-    p.drop()
+    proxy_spares.later(p.drop)
 
 
 @pytest.fixture

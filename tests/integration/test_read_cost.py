@@ -11,6 +11,9 @@ import pytest
 
 from support.db import call
 
+# A long harness: the default run takes it on the first server version only (conftest.py).
+pytestmark = pytest.mark.first_version_by_default
+
 HISTORY = 1_000_000
 READS = [
     "SELECT * FROM credit.get_available('w', %(r)s)",

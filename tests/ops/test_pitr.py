@@ -29,6 +29,9 @@ from support.book import TRAFFIC_W as W
 from support.failover import Node, free_port, wait_for
 from support.reliability import report
 
+# A long harness: the default run takes it on the first server version only (conftest.py).
+pytestmark = pytest.mark.first_version_by_default
+
 LINES = [f"t{i}" for i in range(4)]
 WORKERS = 4
 

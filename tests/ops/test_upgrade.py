@@ -307,7 +307,8 @@ def test_a_batch_of_the_release_before_running_across_the_reload(old_database, r
     if bridged:
         assert outcome == {"rows": [(1, "ok", "converted", 100), (2, "ok", "converted", 100)]}
         with psycopg.connect(dsn) as conn:
-            assert conn.execute("SELECT count(*) FROM credit.ledger_entry WHERE entry_type = 'DEBIT'").fetchone() == (2,)
+            debits = conn.execute("SELECT count(*) FROM credit.ledger_entry WHERE entry_type = 'DEBIT'").fetchone()
+            assert debits == (2,)
             assert conn.execute("SELECT * FROM credit.reconcile()").fetchall() == []
     else:
         assert "structure of query does not match function result type" in str(outcome.get("error")), outcome

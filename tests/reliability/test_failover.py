@@ -13,6 +13,9 @@ import pytest
 from support.failover import FAILOVER_RETRY, IMPATIENT_RETRY, STALL, failover, failover_report, pair
 from support.reliability import database_violations, fault_violations, history_violations, report
 
+# A long harness: the default run takes it on the first server version only (conftest.py).
+pytestmark = pytest.mark.first_version_by_default
+
 
 @pytest.fixture
 def replicated(cluster):

@@ -33,6 +33,9 @@ from support.failover import LOCAL, pair, wait_for
 from support.mutation import install_variant
 from support.reliability import HOT, W, report
 
+# A long harness: the default run takes it on the first server version only (conftest.py).
+pytestmark = pytest.mark.first_version_by_default
+
 R = "r"
 
 

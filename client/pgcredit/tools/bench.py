@@ -96,9 +96,16 @@ def _percentiles(latencies_us: list[float]) -> tuple[float, float]:
     return q[49] / 1000, q[98] / 1000
 
 
+# --quick runs each pgbench for this many transactions per client instead of
+# for a number of seconds: it shows that every workload runs and reports, in
+# a fraction of the time (the figures are not comparable either way).
+QUICK_TRANSACTIONS = 20
+
+
 class Bench:
-    def __init__(self, server: embedded.Server, seconds: int, work: Path):
+    def __init__(self, server: embedded.Server, seconds: int, work: Path, transactions: int | None = None):
         self.server, self.seconds, self.work = server, seconds, work
+        self.transactions = transactions  # per client, instead of seconds (--quick)
         self.results: dict[tuple[str, int, str], Result] = {}
         # Interleaved rounds of one workload: (tps, latencies in µs) per round.
         self.rounds: dict[tuple[str, int, str], list[tuple[float, list[float]]]] = {}
@@ -121,7 +128,8 @@ class Bench:
         all of them."""
         seconds = seconds or self.seconds
         self.step += 1
-        self._say(f"[{self.step}/{self.total}] {name}, {clients} client(s), {self.config}, {seconds} s ...")
+        length = f"{self.transactions} transactions per client" if self.transactions else f"{seconds} s"
+        self._say(f"[{self.step}/{self.total}] {name}, {clients} client(s), {self.config}, {length} ...")
         if self.checkpoint:
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 conn.execute("CHECKPOINT")
@@ -131,18 +139,21 @@ class Bench:
         logs.mkdir()
         params = psycopg.conninfo.conninfo_to_dict(self.dsn)
         cmd = [str(self.server.bin / "pgbench"), "-n", "-M", self.protocol, "-c", str(clients),
-               "-j", str(min(clients, os.cpu_count() or 1)), "-T", str(seconds), "-P", "1",
+               "-j", str(min(clients, os.cpu_count() or 1)),
+               *(["-t", str(self.transactions)] if self.transactions else ["-T", str(seconds)]), "-P", "1",
                "-l", "--log-prefix", str(logs / "tx"), "-f", str(path),
                "-h", params["host"], "-p", str(params["port"]), "-U", params["user"]]
         cmd += [f"-D{k}={v}" for k, v in variables.items()]
+        started = time.perf_counter()
         done = subprocess.run(cmd + [params["dbname"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        elapsed = time.perf_counter() - started
         if done.returncode:
             raise RuntimeError(f"pgbench failed for {name}:\n{done.stdout[-3000:]}")
         latencies = []
         for f in glob.glob(str(logs / "tx*")):
             with open(f) as fh:
                 latencies += [float(line.split()[2]) for line in fh]
-        tps = len(latencies) / seconds
+        tps = len(latencies) / (elapsed if self.transactions else seconds)
         key = (name, clients, self.config)
         rounds = self.rounds.setdefault(key, [])
         rounds.append((tps, latencies))
@@ -305,7 +316,7 @@ def run(out: Path, quick: bool = False, only: str | None = None) -> list[Result]
             for line in ["hot", *sizes, *[f"s{i}" for i in range(1000)]]:
                 client.open_line("bench", line, Decimal(10) ** 15)
             client.close()
-            b = Bench(server, seconds, work)
+            b = Bench(server, seconds, work, QUICK_TRANSACTIONS if quick else None)
             history = [n for n in sizes if wanted(f"reserve_history_{n}")]
             for name in history:
                 b.build_history(name, sizes[name])
@@ -440,6 +451,13 @@ class FeedFollower(threading.Thread):
                 pause = waits.after(len(page), self.PAGE)
                 if pause:
                     self.stop.wait(pause)
+            while True:  # the run's last events, committed since the last poll
+                page = conn.execute(query, [cursor, self.PAGE]).fetchall()
+                if page:
+                    cursor = page[-1][0]
+                    self.latencies += [lat for _, lat in page]
+                if len(page) < self.PAGE:
+                    break
 
 
 # The A/B's workloads: the single calls, and the hot batch with its baseline
@@ -525,7 +543,7 @@ def run_ab(out: Path, base_sql: Path | None, quick: bool = False, only: str | No
             benches = {}
             for side in dsns:
                 (work / side).mkdir()
-                benches[side] = Bench(server, seconds, work / side)
+                benches[side] = Bench(server, seconds, work / side, QUICK_TRANSACTIONS if quick else None)
                 benches[side].total = rounds * sum(chosen(c, n, k) for c in AB_CONFIGS for n, k in workloads_run)
             for config in AB_CONFIGS:
                 chosen_here = [(n, c) for n, c in workloads_run if chosen(config, n, c)]
@@ -572,7 +590,8 @@ def run_ab(out: Path, base_sql: Path | None, quick: bool = False, only: str | No
     lines = [f"A: {a}; B: {b}. PostgreSQL {version}; A and B alternate (ABBA...) in {rounds} rounds of "
              f"{seconds} s each; {os.cpu_count()} CPUs; load average at the end "
              f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
-             + (" (--quick: figures not comparable)" if quick else ""), ""]
+             + (f" (--quick: {QUICK_TRANSACTIONS} transactions per client instead, figures not comparable)"
+                if quick else ""), ""]
     how = {"tuned": "Unix socket, pgbench -M prepared", "default": "TCP 127.0.0.1, pgbench -M simple"}
     for config, values in settings.items():
         lines.append(f"- **{config}** ({how[config]}): " + ", ".join(f"{k}={v}" for k, v in values.items()))
@@ -629,7 +648,8 @@ def markdown(results: list[Result], targets: list[Target], meta: dict) -> str:
     lines = [f"PostgreSQL {meta['version']}, {os.cpu_count()} CPUs; {meta['seconds']} s per run; workloads "
              f"compared with a baseline alternate with it in {meta['rounds']} rounds of {meta['round_seconds']} s "
              f"and keep their median round"
-             + (" (--quick: sizes and durations reduced, figures not comparable)" if meta["quick"] else "")
+             + (f" (--quick: sizes reduced, {QUICK_TRANSACTIONS} transactions per client per run, figures not "
+                "comparable)" if meta["quick"] else "")
              + (f"; only {meta['only']}" if meta["only"] else ""), ""]
     for config, values in meta["settings"].items():
         lines.append(f"- **{config}** ({how[config]}): " + ", ".join(f"{k}={v}" for k, v in values.items()))

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 
 from . import embedded
-from .bench import SCRIPTS, SETTINGS, Bench, Result
+from .bench import QUICK_TRANSACTIONS, SCRIPTS, SETTINGS, Bench, Result
 from ..client import CreditClient
 from ..migrate import migrate
 from ..partitions import migrate_partitions
@@ -56,7 +56,7 @@ def run_partitions(out: Path, quick: bool = False) -> list[Result]:
                     client.open_line("bench", f"s{i}", Decimal(10) ** 15)
                 client.close()
                 (work / name).mkdir()
-                benches[name] = Bench(server, seconds, work / name)
+                benches[name] = Bench(server, seconds, work / name, QUICK_TRANSACTIONS if quick else None)
                 benches[name].use("tuned", dsn, "prepared")
             with psycopg.connect(server.conninfo(), autocommit=True) as conn:
                 for name in [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname ~ '^(direct|p)'")]:
@@ -92,7 +92,8 @@ def report(results: list[Result], version: str, rounds: int, seconds: int, quick
     by = {(r.name, r.clients): r for r in results}
     lines = [f"PostgreSQL {version}, the bench's durable settings, one cluster for the proxy and every partition, "
              f"{os.cpu_count()} CPUs; runs alternate in {rounds} rounds of {seconds} s, median round"
-             + (" (--quick: figures not comparable)" if quick else ""), "",
+             + (f" (--quick: {QUICK_TRANSACTIONS} transactions per client instead, figures not comparable)"
+                if quick else ""), "",
              "| workload | deployment | clients | tps | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
     for r in results:
         workload, deployment = r.name.split(" ")
