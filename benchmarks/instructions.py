@@ -136,8 +136,10 @@ def instructions(server: embedded.Server, work: Path, prepare: str, execute: str
         done = subprocess.run(cmd, stdin=stdin, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
-    if "ERROR" in done.stdout:
-        raise RuntimeError(done.stdout[-2000:])
+    # A single-user backend reports a failed statement on stderr, and goes on.
+    for output in (done.stdout, done.stderr):
+        if "ERROR" in output:
+            raise RuntimeError(output[output.index("ERROR"):][:2000])
     summary = re.search(r"^summary: (\d+)", out.read_text(), re.M)
     return int(summary.group(1))
 

@@ -33,6 +33,11 @@ SET ROLE credit_owner;
 -- window read then grows with what was moved since, never with what was
 -- never moved.
 --
+-- What the mover adds: data.available, from the row's available; and the
+-- data of a hold_amended written without it (amend_reservation's fast path,
+-- on a hold with nothing shipped), from its amendment, which never changes:
+-- the order, the previous amount, and the new amount as what remains.
+--
 -- The inbox is a queue: its statistics say little about the dead rows a seq
 -- scan would wade through, and a custom plan for each call would cost more
 -- than moving a few events. So its plans are generic and read the inbox by
@@ -70,7 +75,14 @@ BEGIN
     added AS (
         INSERT INTO credit.event (event_id, kind, wholesaler_id, retailer_id, ref, amount, data, created_at)
         SELECT v_last + row_number() OVER (ORDER BY m.seq), m.kind, m.wholesaler_id, m.retailer_id, m.ref,
-               m.amount, coalesce(m.data, '{}') || jsonb_build_object('available', round(m.available, 2)::text),
+               m.amount,
+               coalesce(m.data,
+                        CASE WHEN m.kind = 'hold_amended' THEN
+                            (SELECT jsonb_build_object('order_ref', a.order_ref, 'previous_amount', a.previous_amount::text,
+                                                       'remaining_amount', a.new_amount::text, 'hold_status', 'active')
+                               FROM credit.line l JOIN credit.amendment a ON a.line_id = l.id AND a.amend_ref = m.ref
+                              WHERE l.wholesaler_id = m.wholesaler_id AND l.retailer_id = m.retailer_id) END,
+                        '{}') || jsonb_build_object('available', round(m.available, 2)::text),
                m.created_at
           FROM moved m
          ORDER BY m.seq)

@@ -235,6 +235,32 @@ def test_amendments_shipments_and_remittances_are_events(dep):
     model.check_against(conn)
 
 
+def test_a_raise_reads_the_same_in_the_feed_shipped_or_not(dep):
+    """A raise on reserve_credit's fast path leaves a hold_amended with
+    nothing shipped for the mover to complete from its amendment, and writes
+    one after a shipment in full: the feed reads the same either way, and a
+    cut (the careful path) after both follows on from them."""
+    conn = dep.conn
+    call(conn, "open_line", W, R, 1000)
+    call(conn, "reserve_credit", W, R, "o1", 100)
+    call(conn, "reserve_credit", W, R, "o2", 100)
+    assert call(conn, "convert_to_debit", W, R, "o2", 30, None, "s1")["code"] == "ok"
+    assert call(conn, "amend_reservation", W, R, "o1", 150, "a1")["remaining_amount"] == D(150)
+    assert call(conn, "amend_reservation", W, R, "o2", "170.5", "a2")["remaining_amount"] == D("140.50")
+    assert call(conn, "amend_reservation", W, R, "o1", 120, "a3")["code"] == "ok"
+    events = [e for e in dep.line_feed() if e["kind"] == "hold_amended"]
+    assert [(e["ref"], e["amount"], e["data"]) for e in events] == [
+        ("a1", D(150), {"order_ref": "o1", "previous_amount": "100.00", "remaining_amount": "150.00",
+                        "hold_status": "active", "available": "750.00"}),
+        ("a2", D("170.50"), {"order_ref": "o2", "previous_amount": "100.00", "remaining_amount": "140.50",
+                             "hold_status": "active", "available": "679.50"}),
+        ("a3", D(120), {"order_ref": "o1", "previous_amount": "150.00", "remaining_amount": "120.00",
+                        "hold_status": "active", "available": "709.50"})]
+    model = FeedModel()
+    model.apply_all(dep.read(dep.feed_of(W, R)), dep.feed_of(W, R))
+    model.check_against(conn)
+
+
 # -- Time-driven events -----------------------------------------------------------------
 
 def test_an_expired_hold_is_written_by_the_first_call_on_its_line(dep):
