@@ -165,7 +165,9 @@ def _wait_for_older_transactions(conn: psycopg.Connection, timeout: float) -> No
         if time.monotonic() > deadline:
             raise OlderTransactionsOpen(
                 f"migrate waited {timeout:g} s for transactions begun before its bridge and these are still open: "
-                + ", ".join(f"pid {pid} ({state}, since {start:%H:%M:%S})" for pid, state, start in open_)
+                # state and xact_start are NULL for another role's sessions without pg_read_all_stats
+                + ", ".join(f"pid {pid}" + (f" ({state}, since {start:%H:%M:%S})" if start else "")
+                            for pid, state, start in open_)
                 + ". They may be running the previous release's functions: let them end (or end them with "
                   "pg_terminate_backend), then run migrate again.")
         time.sleep(0.02)
