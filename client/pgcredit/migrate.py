@@ -122,8 +122,12 @@ def _locked(conninfo: str):
         backend.connection.close()
 
 
-def _apply(backend: PostgresqlPsycopgBackend, folder: Path) -> list[str]:
+def _apply(backend: PostgresqlPsycopgBackend, folder: Path, before=None) -> list[str]:
+    """Applies the folder's pending migrations; before(ids), if given, runs
+    first, with the ids of those about to be applied."""
     todo = backend.to_apply(read_migrations(str(folder)))
+    if before:
+        before([m.id for m in todo])
     backend.apply_migrations(todo)
     return [m.id for m in todo]
 
@@ -195,9 +199,9 @@ def migrate(conninfo: str, root: Path | None = None, bridge_wait: float = 60) ->
     require_utf8(conninfo)
     refuse_proxy(conninfo)
     root = root or sql_dir()
+    bridged: list[str] = []
     with _locked(conninfo) as backend:
-        todo = [m.id for m in backend.to_apply(read_migrations(str(root / "migrations")))]
-        bridged = run_bridges(conninfo, root, todo, bridge_wait)
-        applied = _apply(backend, root / "migrations")
+        applied = _apply(backend, root / "migrations",
+                         before=lambda todo: bridged.extend(run_bridges(conninfo, root, todo, bridge_wait)))
         count = load_functions(conninfo, root)
     return MigrateReport(applied, count, bridged)
