@@ -243,7 +243,7 @@ BEGIN
                      CROSS JOIN LATERAL (SELECT * FROM credit.ledger_entry y WHERE y.id = s.entry OFFSET 0) e;
                 END IF;
                 -- credit._entry_event's event; the data as the statement for many below builds it.
-                INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+                INSERT INTO credit.event (wholesaler_id, retailer_id, kind, ref, amount, available, data)
                 VALUES (v_w, v_r, 'payment_recorded', refs[1], amounts[1], v_available,
                         jsonb_strip_nulls(jsonb_build_object('ledger_entry_id', v_ids[1],
                                                              'outstanding', round(v_outstanding, 2)::text,
@@ -276,7 +276,7 @@ BEGIN
             -- The events (credit._entry_event's, for all the items at once), with
             -- each line's figures as the item left them: the line as the UPDATE
             -- left it, less what the items after it on the line moved.
-            INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+            INSERT INTO credit.event (wholesaler_id, retailer_id, kind, ref, amount, available, data)
             SELECT x.w, x.r, 'payment_recorded', t.ref, t.a, x.available + t.later,
                    jsonb_strip_nulls(jsonb_build_object('ledger_entry_id', t.id,
                                                         'outstanding', round(x.outstanding - t.later, 2)::text,

@@ -74,10 +74,10 @@ BEGIN
                 ON CONFLICT ON CONSTRAINT amendment_pkey DO NOTHING;
                 IF FOUND THEN
                     -- The event, as credit._event writes it, inline (a call costs more than the
-                    -- insert: BENCHMARKS.md). With nothing shipped, its data is NULL: the mover
-                    -- reads the figures from this amendment (credit._move_events) instead of the
-                    -- writer building them under the line's lock.
-                    INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+                    -- insert: BENCHMARKS.md). With nothing shipped, its data is NULL: events_after
+                    -- reads the figures from this amendment when the event is read, instead of
+                    -- the writer building them under the line's lock.
+                    INSERT INTO credit.event (wholesaler_id, retailer_id, kind, ref, amount, available, data)
                     VALUES (amend_reservation.wholesaler_id, amend_reservation.retailer_id, 'hold_amended',
                             amend_ref, v_amount, v_available,
                             CASE WHEN v_converted IS NOT NULL THEN

@@ -4,24 +4,32 @@ SET ROLE credit_owner;
 -- at most max_rows; only wholesaler_id's when it is given. A reader that
 -- passes the largest event_id it has received gets every committed event
 -- once, in event_id order, however the writers' transactions interleave:
--- event_ids are given when events are moved into the feed, in the order the
--- movers commit (credit._move_events), so none can appear below one already
--- read. This call moves first, then reads.
+-- event_ids are drawn when events are written, in one order, and commit in
+-- another, so this reads only up to the feed's horizon, below which every
+-- event_id is final (migration 0010, credit._event_horizon), and advances
+-- the horizon first.
 --
--- - It must run at READ COMMITTED: moving needs a snapshot taken after the
---   movers' lock. In a read-only transaction it cannot move; on a standby it
---   only reads, and sees what movers on the primary have moved (there, every
---   events_after call and the prune job move).
--- - It holds the movers' lock until the caller's transaction ends: call it in
---   a transaction of its own (the client does), or other readers only read
---   until it commits.
+-- - It must run at READ COMMITTED: advancing the horizon needs a snapshot
+--   taken after the horizon's lock. In a read-only transaction it cannot
+--   store the horizon; on a standby it reads up to the horizon the primary
+--   stored and the run of committed events above it that the standby sees.
+-- - It holds the horizon's lock, when it got it, until the caller's
+--   transaction ends, and it takes its sample only in a transaction that had
+--   no xid before: call it in a transaction of its own (the client does).
 -- - A cursor below the largest event_id pruned raises 55000 events_pruned: the
---   events after it are gone. A cursor beyond the feed's last event_id raises
---   22023: it was not read here (another database or partition, or this
---   database restored from a backup older than the cursor), and the events
---   that will get the ids up to it would be skipped.
+--   events after it are gone. A cursor beyond the last event_id this feed has
+--   issued raises 22023: it was not read here (another database or partition,
+--   or this database restored from a backup older than the cursor), and the
+--   events that will get the ids up to it would be skipped.
 -- The check and the page are read by one statement, so by one snapshot: a
 -- prune that commits meanwhile cannot open a gap between them.
+--
+-- What the feed's row leaves out is added here: data.available, from the
+-- writer's available (rows written before migration 0010 have it in data
+-- already, and available NULL), and the data of a hold_amended written
+-- without it (amend_reservation's fast path), from its amendment, which
+-- never changes: the order, the previous amount, and the new amount as what
+-- remains.
 CREATE OR REPLACE FUNCTION credit.events_after(
     after_event_id bigint DEFAULT 0, max_rows integer DEFAULT 100, wholesaler_id text DEFAULT NULL)
 RETURNS SETOF credit.event_row
@@ -30,6 +38,7 @@ DECLARE
     v_problem text;
     v_pruned bigint;
     v_last bigint;
+    v_horizon bigint;
     v_rows credit.event_row[];
 BEGIN
     v_problem := CASE
@@ -46,32 +55,63 @@ BEGIN
     IF NOT pg_is_in_recovery() THEN
         IF current_setting('transaction_isolation') <> 'read committed' THEN
             RAISE USING ERRCODE = '25000', MESSAGE = format(
-                'events_after must run at READ COMMITTED, not in a %s transaction: it moves newly committed '
-                'events into the feed, which needs a snapshot of its own; call it in a transaction of its own',
+                'events_after must run at READ COMMITTED, not in a %s transaction: it advances the feed''s '
+                'horizon, which needs a snapshot of its own; call it in a transaction of its own',
                 current_setting('transaction_isolation'));
         ELSIF current_setting('transaction_read_only') = 'on' THEN
             RAISE USING ERRCODE = '25006', MESSAGE =
-                'events_after cannot run in a read-only transaction on the primary: it moves newly committed '
-                'events into the feed; call it in a read-write transaction of its own';
+                'events_after cannot run in a read-only transaction on the primary: it advances the feed''s '
+                'horizon; call it in a read-write transaction of its own';
         END IF;
-        PERFORM credit._move_events();
     END IF;
+    v_horizon := credit._event_horizon(NOT pg_is_in_recovery());
 
+    -- Two statements, not one with `wholesaler_id IS NULL OR ...`, so that each has a plan of its own
+    -- (a wholesaler's page by event_wholesaler_idx).
     IF events_after.wholesaler_id IS NULL THEN
-        SELECT s.pruned_through, (SELECT max(x.event_id) FROM credit.event x),
-               ARRAY(SELECT (e.event_id, e.kind, e.wholesaler_id, e.retailer_id, e.ref, e.amount, e.data,
+        SELECT s.pruned_through, (SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END
+                                    FROM credit.event_id_seq q),
+               ARRAY(SELECT (e.event_id, e.kind, e.wholesaler_id, e.retailer_id, e.ref, e.amount,
+                             CASE WHEN e.available IS NULL THEN e.data
+                                  ELSE coalesce(e.data,
+                                                CASE WHEN e.kind = 'hold_amended' THEN
+                                                    (SELECT jsonb_build_object('order_ref', a.order_ref,
+                                                                               'previous_amount', a.previous_amount::text,
+                                                                               'remaining_amount', a.new_amount::text,
+                                                                               'hold_status', 'active')
+                                                       FROM credit.line l
+                                                       JOIN credit.amendment a ON a.line_id = l.id AND a.amend_ref = e.ref
+                                                      WHERE l.wholesaler_id = e.wholesaler_id
+                                                        AND l.retailer_id = e.retailer_id) END,
+                                                '{}') || jsonb_build_object('available', round(e.available, 2)::text)
+                             END,
                              e.created_at)::credit.event_row
                        FROM credit.event e
-                      WHERE e.event_id > after_event_id
+                      WHERE e.event_id > after_event_id AND e.event_id <= v_horizon
                       ORDER BY e.event_id LIMIT max_rows)
           INTO v_pruned, v_last, v_rows
           FROM credit.event_state s;
     ELSE
-        SELECT s.pruned_through, (SELECT max(x.event_id) FROM credit.event x),
-               ARRAY(SELECT (e.event_id, e.kind, e.wholesaler_id, e.retailer_id, e.ref, e.amount, e.data,
+        SELECT s.pruned_through, (SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END
+                                    FROM credit.event_id_seq q),
+               ARRAY(SELECT (e.event_id, e.kind, e.wholesaler_id, e.retailer_id, e.ref, e.amount,
+                             CASE WHEN e.available IS NULL THEN e.data
+                                  ELSE coalesce(e.data,
+                                                CASE WHEN e.kind = 'hold_amended' THEN
+                                                    (SELECT jsonb_build_object('order_ref', a.order_ref,
+                                                                               'previous_amount', a.previous_amount::text,
+                                                                               'remaining_amount', a.new_amount::text,
+                                                                               'hold_status', 'active')
+                                                       FROM credit.line l
+                                                       JOIN credit.amendment a ON a.line_id = l.id AND a.amend_ref = e.ref
+                                                      WHERE l.wholesaler_id = e.wholesaler_id
+                                                        AND l.retailer_id = e.retailer_id) END,
+                                                '{}') || jsonb_build_object('available', round(e.available, 2)::text)
+                             END,
                              e.created_at)::credit.event_row
                        FROM credit.event e
-                      WHERE e.wholesaler_id = events_after.wholesaler_id AND e.event_id > after_event_id
+                      WHERE e.event_id > after_event_id AND e.event_id <= v_horizon
+                        AND e.wholesaler_id = events_after.wholesaler_id
                       ORDER BY e.event_id LIMIT max_rows)
           INTO v_pruned, v_last, v_rows
           FROM credit.event_state s;
@@ -98,25 +138,27 @@ GRANT EXECUTE ON FUNCTION credit.events_after(bigint, integer, text) TO credit_a
 COMMENT ON FUNCTION credit.events_after(bigint, integer, text) IS $doc$The event feed: every committed change to a line or a hold, in event_id order, after after_event_id; a
 page of at most max_rows. A reader that passes the largest event_id it has received gets every committed
 event exactly once, in order, however the writers' transactions interleave and commit: an event gets its
-event_id when it is moved into the feed, and moves commit in event_id order, so no event can appear below
-one already read. This call moves what has committed since the last move, then reads; an event is
-readable once such a call (any reader's, or the prune job's) follows its commit. Refusals are not events
+event_id when it is written, and this reads only up to the feed's horizon, below which every event_id is
+final (committed, or rolled back and never to appear), so no event can appear below one already read.
+This call advances the horizon, then reads; an event is readable once it and every event written before
+it have committed and such a call follows (any reader's, or the prune job's). Refusals are not events
 (the refusal log keeps them). Call it at READ COMMITTED in a transaction of its own (it holds the
-movers' lock until that transaction ends); on a standby it only reads what the primary has moved.
+horizon's lock until that transaction ends, when it got it); on a standby it reads up to the horizon the
+primary stored, and the committed events right after it.
 Arguments:
   after_event_id: the largest event_id this reader has received; 0: from the oldest event kept.
   max_rows: the page size, 1 to 1,000.
   wholesaler_id: only the events of this wholesaler's lines; NULL: every line's.
 Raises:
   22023: an argument is invalid; the message names it, and nothing is written. Also a cursor beyond the
-    feed's last event_id: it was not read from this feed (another database or partition, or a database
+    last event_id the feed has issued: it was not read from this feed (another database or partition, or a database
     restored from a backup older than the cursor).
-  25000: the transaction is not READ COMMITTED (moving needs a snapshot of its own).
-  25006: a read-only transaction on the primary, where it cannot move events.
+  25000: the transaction is not READ COMMITTED (advancing the horizon needs a snapshot of its own).
+  25006: a read-only transaction on the primary, where it cannot store the horizon.
   55000: the events after after_event_id were pruned before this reader read them; the message starts
     with events_pruned, and its detail is pruned_through=N, the largest event_id removed.$doc$;
 COMMENT ON TYPE credit.event_row IS $doc$One event of the feed (events_after).$doc$;
-COMMENT ON COLUMN credit.event_row.event_id IS $doc$The event's position in the feed: ascending, given when the event becomes readable, never reused.$doc$;
+COMMENT ON COLUMN credit.event_row.event_id IS $doc$The event's position in the feed: ascending, given when the event is written, never reused; read in this order.$doc$;
 COMMENT ON COLUMN credit.event_row.kind IS $doc$What happened: line_opened, limit_changed, temporary_limit_ended, line_blocked, line_unblocked,
 overdue_policy_set, overdue_began, overdue_ended, hold_reserved, hold_released, hold_expired, debit_booked,
 payment_recorded, debit_reversed or balance_adjusted.$doc$;

@@ -4,15 +4,18 @@ SET ROLE credit_owner;
 -- older_than ago, from the oldest up to the first younger one (the feed loses
 -- a prefix, never a middle), and returns how many. Readers whose cursor is
 -- below the largest event_id removed then get events_pruned from
--- events_after instead of a silent gap. It moves the inbox first, so that the
--- scheduled job (`pgcredit schedule`: every minute, keeping 30 days) also
--- keeps the inbox short when nobody reads the feed. For the owner only.
+-- events_after instead of a silent gap. Only final events go: the prefix
+-- stops at the feed's horizon (credit._event_horizon), which this advances
+-- first, so that the scheduled job (`pgcredit schedule`: every minute,
+-- keeping 30 days) also keeps the horizon recent when nobody reads the feed.
+-- For the owner only.
 -- Deletions are not published (pgcredit_events publishes inserts): a
 -- subscriber keeps its own retention.
 CREATE OR REPLACE FUNCTION credit.prune_events(older_than interval) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
     v_through bigint;
+    v_horizon bigint;
     v_count integer;
 BEGIN
     IF older_than IS NULL OR NOT isfinite(older_than) OR older_than < interval '0' THEN
@@ -23,15 +26,18 @@ BEGIN
     IF current_setting('credit.lock_timeout', true) <> '' THEN
         PERFORM credit._apply_lock_timeout();
     END IF;
-    -- The movers' lock, waited for: a mover reads pruned_through to number what it moves.
+    -- The horizon's lock, waited for (readers only try it): the horizon this
+    -- call advances and prunes up to is then the one stored.
     PERFORM pg_advisory_xact_lock('credit.event'::regclass::oid::integer, 0);
-    PERFORM credit._move_events();
+    v_horizon := credit._event_horizon(true);
 
-    -- The oldest events by event_id until the first one that is young enough:
-    -- a scan of what is removed, plus one row.
-    SELECT coalesce((SELECT e.event_id - 1 FROM credit.event e WHERE e.created_at >= now() - older_than
-                      ORDER BY e.event_id LIMIT 1),
-                    (SELECT max(e.event_id) FROM credit.event e))
+    -- The oldest events by event_id until the first one that is young enough,
+    -- at most up to the horizon: a scan of what is removed, plus one row.
+    SELECT least(coalesce((SELECT e.event_id - 1 FROM credit.event e
+                            WHERE e.created_at >= now() - older_than AND e.event_id <= v_horizon
+                            ORDER BY e.event_id LIMIT 1),
+                          v_horizon),
+                 v_horizon)
       INTO v_through;
     DELETE FROM credit.event e WHERE e.event_id <= v_through;
     GET DIAGNOSTICS v_count = ROW_COUNT;
@@ -44,12 +50,13 @@ $$;
 REVOKE ALL ON FUNCTION credit.prune_events(interval) FROM PUBLIC;
 COMMENT ON FUNCTION credit.prune_events(interval) IS $doc$Retention of the feed: removes the events created more than older_than ago, oldest first, up to the first
 younger one (the feed loses a prefix, never a middle). A reader whose cursor is below the largest
-event_id removed gets events_pruned from events_after. Moves waiting events into the feed first.
+event_id removed gets events_pruned from events_after. Only final events go: it advances the feed's
+horizon first, and prunes no further.
 Scheduled by `pgcredit schedule` every minute, keeping 30 days. For credit_owner only.
 Arguments:
   older_than: how long events are kept, at least 0.
 Returns: the number of events removed.
 Raises:
   22023: an argument is invalid; the message names it, and nothing is written.
-  55P03: another move of the feed held its lock past the lock-wait bound (credit.lock_timeout, 2 s by
-    default); nothing was written: retry.$doc$;
+  55P03: a reader's transaction held the feed's horizon lock past the lock-wait bound (credit.lock_timeout,
+    2 s by default); nothing was written: retry.$doc$;

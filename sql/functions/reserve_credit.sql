@@ -58,7 +58,7 @@ BEGIN
             IF FOUND THEN
                 -- The event, as credit._event writes it, inline: the call would add a
                 -- third to what the insert costs this path (BENCHMARKS.md, "Events").
-                INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+                INSERT INTO credit.event (wholesaler_id, retailer_id, kind, ref, amount, available, data)
                 VALUES (reserve_credit.wholesaler_id, reserve_credit.retailer_id, 'hold_reserved',
                         reserve_credit.order_ref, v_amount, v_available,
                         CASE WHEN v_expires_at IS NOT NULL THEN jsonb_build_object('expires_at', v_expires_at) END);

@@ -98,7 +98,7 @@ BEGIN
          WHERE x.id = u.id;
         -- The items' hold_reserved events, in item order: credit._event's
         -- insert, made for all items at once.
-        INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+        INSERT INTO credit.event (wholesaler_id, retailer_id, kind, ref, amount, available, data)
         SELECT t.w, t.r, 'hold_reserved', t.o, t.a, t.avail,
                CASE WHEN v_expires_at IS NOT NULL THEN jsonb_build_object('expires_at', v_expires_at) END
           FROM (SELECT u.w, u.r, u.o, u.i, round(u.a, 2) AS a,

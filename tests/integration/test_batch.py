@@ -176,23 +176,18 @@ def state(conn) -> dict:
 
 
 def events(conn, entries: dict) -> dict:
-    """Each line's events in order (the feed's, then those still in the
-    inbox): kind, ref, amount and available; a payment's whole data, ids
+    """Each line's events in order, as the feed's table holds them (data
+    without available, which is a column): kind, ref, amount and available; a payment's whole data, ids
     replaced, since its settlements and figures are what posting computes.
     Other kinds' data hold moments that differ between twins."""
     out: dict = {}
     for r in conn.execute(
-            "SELECT retailer_id, kind, ref, amount, (data->>'available')::numeric AS available, data"
-            " FROM (SELECT 0 AS part, event_id AS pos, * FROM credit.event"
-            "       UNION ALL SELECT 1, seq, NULL, kind, wholesaler_id, retailer_id, ref, amount,"
-            "                        coalesce(data, '{}') || jsonb_build_object('available', available), created_at"
-            "         FROM credit.event_inbox) e ORDER BY part, pos"):
+            "SELECT retailer_id, kind, ref, amount, available, data FROM credit.event ORDER BY event_id"):
         data = None
         if r["kind"] == "payment_recorded":
             data = dict(r["data"], ledger_entry_id=entries[r["data"]["ledger_entry_id"]],
                         settlements=[dict(x, ledger_entry_id=entries[x["ledger_entry_id"]])
                                      for x in r["data"]["settlements"]])
-            data.pop("available")
         out.setdefault(r["retailer_id"], []).append((r["kind"], r["ref"], r["amount"], r["available"], data))
     return out
 

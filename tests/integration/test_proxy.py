@@ -101,10 +101,10 @@ def test_setup_strides_ids_and_migrating_again_changes_nothing(cluster, proxy_te
             with psycopg.connect(dsn) as conn:
                 assert conn.execute("SELECT partition_index, partition_count FROM credit.partition_config"
                                     ).fetchone() == (i, PARTITIONS)
-                # The event inbox's sequence orders a partition's own events: not an id.
+                # The feed's sequence numbers a partition's own events: not an id unique across partitions.
                 strides = conn.execute("SELECT DISTINCT seqincrement, seqstart FROM pg_sequence s JOIN pg_class c "
                                        "ON c.oid = s.seqrelid WHERE c.relnamespace = 'credit'::regnamespace "
-                                       "AND c.relname <> 'event_inbox_seq'").fetchall()
+                                       "AND c.relname <> 'event_id_seq'").fetchall()
                 assert strides == [(PARTITIONS, i + 1)]
     finally:
         for n in names:

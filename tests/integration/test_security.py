@@ -8,7 +8,7 @@ import pytest
 from support.db import API, APP_USER, AUDITOR_USER, MONITOR_USER, call
 
 TABLES = ["line", "line_event", "reservation", "ledger_entry", "refusal", "currency", "open_item", "settlement",
-          "event_inbox", "event", "event_state"]
+          "event", "event_state"]
 VIEWS = ["line_summary", "monitor_totals", "monitor_refusals", "monitor_lines", "monitor_book",
          "monitor_refusal_windows", "monitor_sweep", "monitor_lock_waits", "monitor_reconcile", "monitor_events"]
 # What the exporter's queries read (ops/postgres_exporter/queries.yaml): aggregates, no retailer ids.

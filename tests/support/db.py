@@ -250,7 +250,7 @@ def table_counts(conn: psycopg.Connection) -> dict[str, dict]:
     """A fingerprint of every credit table, to prove nothing was written."""
     out = {}
     for table in ("line", "line_event", "reservation", "ledger_entry", "refusal", "open_item", "settlement",
-                  "amendment", "event_inbox", "event"):
+                  "amendment", "event", "event_state"):
         out[table] = conn.execute(f"SELECT count(*), coalesce(sum(hashtext(t::text)), 0) AS h "
                                   f"FROM credit.{table} t").fetchone()
     return out
