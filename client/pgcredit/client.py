@@ -140,7 +140,8 @@ class _Waits:
     doubles up to max_wait, so that an idle feed costs a reader at most a few
     calls per second. There is no wake-up signal to wait on instead: writers
     send none (a NOTIFY in every transaction would serialise their commits),
-    and a reader's own call is what moves new events into the feed."""
+    and a reader's own call is what advances the feed's horizon past newly
+    committed events."""
 
     SHORT = 0.02
 

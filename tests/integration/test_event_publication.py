@@ -1,8 +1,9 @@
 """The publication pgcredit_events with a real subscriber: a second PostgreSQL
 subscribes with CREATE SUBSCRIPTION (the subscriber's table as OPERATIONS.md
-gives it) and receives every event of the feed once, with its event_id:
-those moved before it subscribed (the initial copy), those moved after, and
-those moved while it was down; pruning the feed removes nothing there."""
+gives it) and receives every event of the feed once, with its event_id, the
+row as the publisher holds it: those written before it subscribed (the
+initial copy), those written after, and those written while it was down;
+pruning the feed removes nothing there."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def subscriber_table_sql() -> str:
 
 
 def feed(conn) -> list[tuple]:
-    return conn.execute("SELECT event_id, kind, wholesaler_id, retailer_id, ref, amount, data, created_at "
-                        "FROM credit.event ORDER BY event_id").fetchall()
+    return conn.execute("SELECT event_id, kind, wholesaler_id, retailer_id, ref, amount, available, data, "
+                        "created_at FROM credit.event ORDER BY event_id").fetchall()
 
 
 def received(sub) -> list[tuple]:
@@ -46,7 +47,7 @@ def book(pub, n: int, tag: str) -> None:
         call(pub, "reserve_credit", "w", "r", f"{tag}{i}", 1)
         if i % 3 == 0:
             call(pub, "record_payment", "w", "r", f"{tag}p{i}", 1)
-    pub.execute("SELECT credit.prune_events(interval '30 days')")  # the job's call moves them into the feed
+    pub.execute("SELECT credit.prune_events(interval '30 days')")  # the job's call
 
 
 def test_a_subscriber_receives_every_event_once(cluster):
@@ -57,11 +58,11 @@ def test_a_subscriber_receives_every_event_once(cluster):
         with psycopg.connect(shop, autocommit=True) as pub, psycopg.connect(copy, autocommit=True) as sub:
             call(pub, "open_line", "w", "r", 10**6)
             book(pub, 10, "before")
-            pub.execute("SELECT count(*) FROM credit.events_after(0, 1)")  # a reader's call moves them too
+            pub.execute("SELECT count(*) FROM credit.events_after(0, 1)")  # a reader's call
             sub.execute(subscriber_table_sql())
             sub.execute(f"CREATE SUBSCRIPTION pgcredit CONNECTION '{shop}' PUBLICATION pgcredit_events")
             book(pub, 20, "after")
-            # Committed but not yet moved: not in the feed, so not published yet.
+            # Committed and not yet read by anyone: published at its commit all the same.
             call(pub, "reserve_credit", "w", "r", "waiting", 1)
             wait_for(sub, len(feed(pub)))
             assert received(sub) == feed(pub)
@@ -83,7 +84,7 @@ def test_a_subscriber_receives_every_event_once(cluster):
                 assert got[:len(everything)] == everything
                 assert [e[0] for e in got] == sorted({e[0] for e in got})
                 assert feed(pub) == got[len(everything):]
-                # Only the feed is published: the inbox stays on the publisher.
+                # Only the feed is published.
                 tables = pub.execute("SELECT schemaname || '.' || tablename FROM pg_publication_tables "
                                      "WHERE pubname = 'pgcredit_events'").fetchall()
                 assert tables == [("credit.event",)]

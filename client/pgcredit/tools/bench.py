@@ -412,7 +412,7 @@ class FeedFollower(threading.Thread):
     1,000, the same pauses when caught up) and keeps, for every event, the
     seconds from its transaction's start (created_at) to the moment the server
     handed it over: an upper bound on how long after its commit the event
-    became readable. Its calls, and the moving of events they do, load the
+    became readable. Its calls, and the horizon they advance, load the
     server as a real consumer would. There is no wake-up signal to measure
     apart: writers send none (a NOTIFY in every transaction would serialise
     their commits), so what wakes a reader is its own polling, and that is
@@ -474,11 +474,11 @@ EVENTS_WORKLOADS = [("reserve_hot", 8), ("reserve_spread", 32)]
 EVENTS_MIN_RATIO = 0.9
 EVENTS_MAX_P99_S = 1.0
 # Side A of --events: the same SQL with the feed's writes discarded. Every
-# event is an INSERT into credit.event_inbox (credit._event, and
-# reserve_credit's fast path inline); the rule turns each into no statement
-# at all, so A pays for the call to the writer on the slow path and nothing
-# else, and no consumer follows it.
-EVENTS_OFF = "CREATE RULE bench_no_events AS ON INSERT TO credit.event_inbox DO INSTEAD NOTHING"
+# event is an INSERT into credit.event (credit._event, and reserve_credit's
+# fast path inline); the rule turns each into no statement at all, so A pays
+# for the call to the writer on the slow path and nothing else (no event_id
+# drawn, no row, no index entry), and no consumer follows it.
+EVENTS_OFF = "CREATE RULE bench_no_events AS ON INSERT TO credit.event DO INSTEAD NOTHING"
 
 
 def run_events(out: Path, quick: bool = False, only: str | None = None,

@@ -6,9 +6,9 @@
 - reconcile: ``SELECT credit.record_reconcile()`` every 10 minutes, for the
   metrics and `pgcredit status` (reconcile() reads whole tables: not at scrape time).
 - events: ``SELECT credit.prune_events('30 days')`` every minute: the event
-  feed keeps 30 days (``--keep-events``), and what nobody has read yet is
-  moved into the feed at least once a minute (for standby readers and the
-  publication's subscribers, and so that the inbox stays short).
+  feed keeps 30 days (``--keep-events``), and its horizon advances at least
+  once a minute when nobody reads it on the primary (for standby readers,
+  and so that ``monitor_events`` reports what waits, not what nobody read).
 
 pg_cron runs jobs from the one database named by ``cron.database_name``; the
 jobs of another database are scheduled there with ``cron.schedule_in_database``.
