@@ -21,11 +21,15 @@ repeat to within about 1%.
 events: what the event feed costs, for each sql/ tree given (one without
 the feed, e.g. main's before it: git archive REV sql | tar -x -C DIR, and
 this one): reserve_credit over 1,000 lines, its instructions per call
-(callgrind, as above) and the WAL it writes per call; and what moving its
-events into the feed costs, per event, in instructions and WAL: polls of
-events_after that each move --page events, against the same reservations
-without them (3N against N calls again, so that compiling and planning the
-first poll is not counted as moving). WAL is pg_current_wal_insert_lsn's advance on a server of
+(callgrind, as above) and the WAL it writes per call; and what a reader
+following the feed costs, per event, in instructions and WAL: polls of
+events_after every --page reservations, each reading from the cursor the
+last one left (kept in a table of the script's own) up to 1,000 events,
+against the same reservations without them (3N against N calls again, so
+that compiling and planning the first poll is not counted). A poll does
+what the tree's events_after does: on a tree with the feed's mover, move
+the events into the feed and read them; on one with the horizon, advance it
+and read them. WAL is pg_current_wal_insert_lsn's advance on a server of
 its own (fsync off: WAL bytes do not depend on it), after a warm-up, with
 no CHECKPOINT in the measured stretch: the steady state, without full-page
 images. Neither depends on what else the machine does.
@@ -274,7 +278,9 @@ def instructions(args) -> None:
 
 EVENT_SETUP = "SELECT credit.open_line('b', 'spread' || g, 1e15) FROM generate_series(0, 999) g"
 RESERVE = "SELECT code FROM credit.reserve_credit('b', 'spread' || {l}, '{tag}' || '.' || {k}, 1)"
-POLL = "SELECT count(*) FROM credit.events_after((SELECT coalesce(max(event_id), 0) FROM credit.event), 1)"
+CURSOR = "CREATE TABLE public.feed_cursor AS SELECT 0::bigint AS v"
+POLL = ("WITH r AS (SELECT max(e.event_id) AS m FROM credit.events_after((SELECT c.v FROM public.feed_cursor c), 1000) e) "
+        "UPDATE public.feed_cursor c SET v = coalesce(r.m, c.v) FROM r")
 
 
 def _events_script(n: int, page: int, tag: str, poll: bool) -> str:
@@ -315,6 +321,7 @@ def events(args) -> None:
                     conn.execute(EVENT_SETUP)
                     feed = conn.execute("SELECT to_regproc('credit.events_after') IS NOT NULL").fetchone()[0]
                     if feed:
+                        conn.execute(CURSOR)
                         conn.execute(POLL)
                     conn.execute("VACUUM ANALYZE")
 
@@ -327,30 +334,30 @@ def events(args) -> None:
                         return conn.execute("SELECT pg_current_wal_insert_lsn() - %s::pg_lsn", [lsn]).fetchone()[0] / n
 
                     wal_reserve = float(wal(2000, "plain", False))
-                    wal_moved = float(wal(2000, "moved", True)) - wal_reserve if feed else None
+                    wal_read = float(wal(2000, "read", True)) - wal_reserve if feed else None
                     conn.execute("CHECKPOINT")
                 server.stop()
                 n = args.calls
                 plain = (_callgrind_script(server, work, _events_script(3 * n, args.page, "c", False), "c3")
                          - _callgrind_script(server, work, _events_script(n, args.page, "c", False), "c1"))
                 reserve = plain / (2 * n)
-                moved = None
+                read = None
                 if feed:
                     # 3N against N calls, as for reserve_credit: the first poll's compiling and
-                    # planning (events_after, _move_events) falls out with the rest of start-up.
+                    # planning falls out with the rest of start-up.
                     polled = (_callgrind_script(server, work, _events_script(3 * n, args.page, "c", True), "p3")
                               - _callgrind_script(server, work, _events_script(n, args.page, "c", True), "p1"))
-                    moved = (polled - plain) / (2 * n)
+                    read = (polled - plain) / (2 * n)
                 server.start("fsync=off")  # throwaway() stops it
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        rows.append((str(sql), reserve, wal_reserve, moved, wal_moved))
-    print(f"| sql tree | reserve_credit, instructions per call | WAL bytes per call | moving its event into the "
-          f"feed (polls of {args.page}), instructions per event | WAL bytes per event |")
+        rows.append((str(sql), reserve, wal_reserve, read, wal_read))
+    print(f"| sql tree | reserve_credit, instructions per call | WAL bytes per call | a reader's polls (one per "
+          f"{args.page} events), instructions per event | WAL bytes per event |")
     print("|---|---|---|---|---|")
-    for sql, reserve, wal_reserve, moved, wal_moved in rows:
+    for sql, reserve, wal_reserve, read, wal_read in rows:
         print(f"| {sql} | {reserve:,.0f} | {wal_reserve:,.0f} | "
-              + (f"{moved:,.0f} | {wal_moved:,.0f} |" if moved is not None else "(no feed) | |"))
+              + (f"{read:,.0f} | {wal_read:,.0f} |" if read is not None else "(no feed) | |"))
 
 
 def main() -> None:
@@ -372,7 +379,7 @@ def main() -> None:
     e = sub.add_parser("events")
     e.add_argument("sql", nargs="+", type=Path, help="sql/ directories (migrations + functions)")
     e.add_argument("--calls", type=int, default=300)
-    e.add_argument("--page", type=int, default=100, help="events moved by each poll")
+    e.add_argument("--page", type=int, default=100, help="reservations between two polls")
     e.set_defaults(func=events)
     args = parser.parse_args()
     args.func(args)

@@ -72,7 +72,7 @@ BEGIN
                 -- No writer of the feed in flight? Its lock, tried and given back at once.
                 BEGIN
                     LOCK TABLE credit.event IN SHARE MODE NOWAIT;
-                    RAISE USING ERRCODE = 'P0004';
+                    RAISE assert_failure;  -- caught below: rolls the subtransaction back, and the lock with it
                 EXCEPTION
                     WHEN assert_failure THEN v_now := true;
                     WHEN lock_not_available THEN v_now := false;

@@ -140,8 +140,8 @@ page of at most max_rows. A reader that passes the largest event_id it has recei
 event exactly once, in order, however the writers' transactions interleave and commit: an event gets its
 event_id when it is written, and this reads only up to the feed's horizon, below which every event_id is
 final (committed, or rolled back and never to appear), so no event can appear below one already read.
-This call advances the horizon, then reads; an event is readable once it and every event written before
-it have committed and such a call follows (any reader's, or the prune job's). Refusals are not events
+This call advances the horizon, then reads; an event is readable once it has committed, every event with
+a smaller event_id has committed or rolled back, and such a call follows (any reader's, or the prune job's). Refusals are not events
 (the refusal log keeps them). Call it at READ COMMITTED in a transaction of its own (it holds the
 horizon's lock until that transaction ends, when it got it); on a standby it reads up to the horizon the
 primary stored, and the committed events right after it.
