@@ -66,8 +66,10 @@ BEGIN
     END IF;
     v_horizon := credit._event_horizon(NOT pg_is_in_recovery());
 
-    -- Two statements, not one with `wholesaler_id IS NULL OR ...`, so that each has a plan of its own
-    -- (a wholesaler's page by event_wholesaler_idx).
+    -- Two statements, not one with `wholesaler_id IS NULL OR ...`, so that each has a plan of its own:
+    -- a wholesaler's page by the primary key, filtering (what it reads is every event from the cursor up
+    -- to the page's last, or up to the horizon), or by an index on (wholesaler_id, event_id) if the
+    -- deployment has one (OPERATIONS.md, "Events": migration 0010 dropped it from the write path).
     IF events_after.wholesaler_id IS NULL THEN
         SELECT s.pruned_through, (SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END
                                     FROM credit.event_id_seq q),

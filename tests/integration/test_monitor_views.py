@@ -58,7 +58,7 @@ def _backdate_refusals(conn, code: str, ages: list[str]) -> None:
                      " VALUES (now() - %s::interval, 'w', 'old', 'o', 1, %s)", [age, code])
 
 
-def test_events_wait_until_a_reader_or_the_prune_job_moves_them(conn):
+def test_events_wait_until_a_reader_or_the_prune_job_advances_the_horizon(conn):
     call(conn, "open_line", "w", "r", 100)
     call(conn, "reserve_credit", "w", "r", "o", 1)
     time.sleep(0.05)
@@ -68,7 +68,7 @@ def test_events_wait_until_a_reader_or_the_prune_job_moves_them(conn):
     assert conn.execute("SELECT * FROM credit.monitor_events").fetchone() == \
         {"events_waiting": 0, "oldest_waiting_seconds": 0}
     call(conn, "record_payment", "w", "r", "p", 1)
-    conn.execute("SELECT credit.prune_events(interval '30 days')")  # the job moves too
+    conn.execute("SELECT credit.prune_events(interval '30 days')")  # the job advances it too
     assert conn.execute("SELECT events_waiting FROM credit.monitor_events").fetchone()["events_waiting"] == 0
 
 

@@ -110,12 +110,15 @@ def test_schedule_installs_jobs_that_pg_cron_runs(cluster, capsys):
                         holds[name] = hold
                 time.sleep(1)
             assert set(holds) == {"shop", "postgres"}, "pg_cron did not run the expiry jobs within 90 s"
-            # The event job moved the feed in the same minutes: nothing waits for long, with no reader at all.
+            # The event job advanced the feed's horizon in the same minutes: nothing waits for long,
+            # with no reader at all.
             with psycopg.connect(shop, autocommit=True) as conn:
                 moved = time.monotonic() + 70
-                while conn.execute("SELECT count(*) FROM credit.event").fetchone()[0] < 3 \
+                while (conn.execute("SELECT count(*) FROM credit.event").fetchone()[0] < 3
+                       or conn.execute("SELECT events_waiting FROM credit.monitor_events").fetchone()[0] > 0) \
                         and time.monotonic() < moved:
                     time.sleep(1)
+                assert conn.execute("SELECT events_waiting FROM credit.monitor_events").fetchone()[0] == 0
                 assert conn.execute("SELECT kind FROM credit.event ORDER BY event_id").fetchall() == [
                     ("line_opened",), ("hold_reserved",), ("hold_expired",)]
             for name in holds:
