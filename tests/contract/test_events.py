@@ -418,6 +418,8 @@ BROKEN_HORIZONS = {
     "no-wait": ("v_now := pg_snapshot_xmin(pg_current_snapshot()) >= v_xid;", "v_now := true;"),
     # The probe with a lock that writers do not conflict with: it always succeeds.
     "weak-probe": ("LOCK TABLE credit.event IN SHARE MODE NOWAIT;", "LOCK TABLE credit.event IN ACCESS SHARE MODE NOWAIT;"),
+    # The run taken past its first gap: up to the largest event_id visible.
+    "run-past-gap": ("WHERE r.event_id = v_h + r.n", "WHERE r.event_id >= v_h + r.n"),
 }
 
 
