@@ -15,7 +15,7 @@ CREATE OR REPLACE FUNCTION credit._allocate_credit(
     line_id bigint, amount numeric, first_item bigint DEFAULT NULL, at timestamptz DEFAULT now(),
     outstanding_delta numeric DEFAULT 0, first_items bigint[] DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_left numeric;
 BEGIN

@@ -7,14 +7,14 @@ SET ROLE credit_owner;
 -- adds it: lefts). first_items are settled before that, in the order given,
 -- each up to its unpaid amount while the money lasts: a reversal's own DEBIT,
 -- or the invoices a remittance names (record_payment's applies_to); those
--- already paid are skipped. They are one credit's, so only a call of one
--- credit passes them.
+-- already paid are skipped.
 --
 -- Several credits at once (record_payment_batch): each line's credits settle
 -- in item order, as one after the other would, by a merge of the line's open
 -- items (read only as far as its money goes) with its credits. lines are the
--- lines to look at, ascending and distinct: a caller that knows which lines
--- have no open items leaves them out (NULL: every line of line_ids).
+-- lines to look at, ascending and distinct (a caller that knows which lines
+-- have no open items leaves them out); NULL: a call of one credit, the only
+-- kind that passes first_items.
 --
 -- It writes what it settled, one statement each: the items paid in full
 -- leave credit.open_item, the one paid in part owes less, and every
@@ -28,13 +28,14 @@ CREATE OR REPLACE FUNCTION credit._allocate_credits(
     line_ids bigint[], amounts numeric[], first_items bigint[] DEFAULT NULL, at timestamptz DEFAULT now(),
     lines bigint[] DEFAULT NULL,
     OUT lefts numeric[], OUT items integer[], OUT entries bigint[], OUT takes numeric[], OUT paid_in_full boolean)
--- Generic plans, always: a call of one credit passes arrays of one, for which
--- a plan of its own always looks cheaper than the cached one, and the open
--- items are skewed across lines (a few carry most of them), so PostgreSQL
--- planned these queries anew on nearly every call (benchmarks/instructions.py
--- measured more planning than settling). The generic plans probe the line's
--- keys either way.
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+-- Its callers run it under generic plans (plan_cache_mode is theirs, and a
+-- SET clause here would cost every payment a configuration change): a call
+-- of one credit passes arrays of one, for which a plan of its own always
+-- looks cheaper than the cached one, and the open items are skewed across
+-- lines (a few carry most of them), so PostgreSQL planned these queries anew
+-- on nearly every call (benchmarks/instructions.py measured more planning
+-- than settling). The generic plans probe the line's keys either way.
+LANGUAGE plpgsql AS $$
 DECLARE
     v_order integer[];    -- the credits on the lines looked at, by line, then item
     v_k integer := 1;     -- the credit settling now: v_order[v_k]
@@ -53,19 +54,14 @@ DECLARE
     o credit.open_item;
 BEGIN
     lefts := amounts;
-    IF cardinality(line_ids) = 1 THEN
-        lines := line_ids;
-        v_order := ARRAY[1];
+    IF lines IS NULL THEN
+        v_order := '{1}';
     ELSE
-        IF first_items IS NOT NULL THEN
-            RAISE EXCEPTION 'credit._allocate_credits: first_items belong to one credit, got % credits', cardinality(line_ids);
-        END IF;
-        lines := coalesce(lines, ARRAY(SELECT DISTINCT t.id FROM unnest(line_ids) AS t(id) ORDER BY t.id));
         SELECT array_agg(t.i::integer ORDER BY t.line_id, t.i) INTO v_order
           FROM unnest(line_ids) WITH ORDINALITY AS t(line_id, i) WHERE t.line_id = ANY (lines);
     END IF;
 
-    FOREACH v_line IN ARRAY coalesce(lines, '{}') LOOP
+    FOREACH v_line IN ARRAY coalesce(lines, line_ids) LOOP
         -- Two passes of one loop: the items named first, then the rule's order.
         FOR v_pass IN CASE WHEN first_items IS NULL THEN 2 ELSE 1 END .. 2 LOOP
             EXIT WHEN v_k > cardinality(v_order) OR line_ids[v_order[v_k]] <> v_line;

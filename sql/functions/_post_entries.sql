@@ -50,14 +50,14 @@ DECLARE
     v_x_rs text[];
     v_x_outs numeric[];
     v_x_avails numeric[];
-    v_rest numeric;       -- one entry: what it left unspent,
-    v_paid boolean;       -- whether it paid an item in full,
-    v_oldest date;        -- and then its line's oldest unpaid due date
-    v_w text;             -- its line after it
+    v_oldest date;        -- one entry: its line's oldest unpaid due date, if it paid an item in full,
+    v_w text;             -- and its line after it
     v_r text;
     v_outstanding numeric;
     v_available numeric;
     v_settled jsonb;
+    v_order_ref text;
+    a record;             -- what credit._allocate_credits settled
 BEGIN
     IF cardinality(line_ids) = 1 THEN  -- a single call: the same row, without the set-wise plan's start-up
         INSERT INTO credit.ledger_entry AS e (line_id, entry_type, amount, ref, memo, debit_id, due_date, reservation_id,
@@ -103,8 +103,11 @@ BEGIN
              CROSS JOIN LATERAL (SELECT * FROM credit.line y WHERE y.id = t.id OFFSET 0) x;
         END IF;
         IF cardinality(v_ids) > 1 AND NOT v_policy THEN
-            SELECT a.lefts, a.items, a.entries, a.takes INTO v_left, v_s_items, v_s_entries, v_s_takes
-              FROM credit._allocate_credits(line_ids, amounts, NULL, now(), coalesce(v_owing, '{}')) a;
+            a := credit._allocate_credits(line_ids, amounts, NULL, now(), coalesce(v_owing, '{}'));
+            v_left := a.lefts;
+            v_s_items := a.items;
+            v_s_entries := a.entries;
+            v_s_takes := a.takes;
             -- Each line once, whatever number of its payments the call holds.
             WITH d AS (
                 SELECT t.line_id, sum(t.rest) AS rest, sum(credit._entry_delta('CREDIT', t.a)) AS delta
@@ -151,28 +154,30 @@ BEGIN
         FOR i IN 1 .. cardinality(v_ids) LOOP
             v_delta := credit._entry_delta(entry_type, amounts[i]);
             -- A reversal settles its own debit first, a remittance the invoices it names.
-            SELECT a.lefts[1], a.entries, a.takes, a.paid_in_full INTO v_rest, v_s_entries, v_s_takes, v_paid
-              FROM credit._allocate_credits(ARRAY[line_ids[i]], ARRAY[-v_delta],
-                                            CASE WHEN debit_ids[i] IS NOT NULL THEN ARRAY[debit_ids[i]]
-                                                 WHEN cardinality(v_ids) = 1 THEN first_items END, now()) a;
-            IF v_paid THEN
+            a := credit._allocate_credits(ARRAY[line_ids[i]], ARRAY[-v_delta],
+                                          CASE WHEN debit_ids[i] IS NOT NULL THEN ARRAY[debit_ids[i]]
+                                               WHEN cardinality(v_ids) = 1 THEN first_items END, now());
+            IF a.paid_in_full THEN
                 v_oldest := (SELECT min(y.due_date) FROM credit.open_item y WHERE y.line_id = line_ids[i]);
             END IF;
             UPDATE credit.line l
-               SET unapplied = l.unapplied + v_rest,
-                   oldest_unpaid_due = CASE WHEN v_paid THEN v_oldest ELSE l.oldest_unpaid_due END,
+               SET unapplied = l.unapplied + a.lefts[1],
+                   oldest_unpaid_due = CASE WHEN a.paid_in_full THEN v_oldest ELSE l.oldest_unpaid_due END,
                    outstanding = l.outstanding + v_delta
              WHERE l.id = line_ids[i]
             RETURNING l.wholesaler_id, l.retailer_id, l.outstanding, credit._available(l),
                       l.overdue_grace_days IS NOT NULL OR l.overdue_since IS NOT NULL
                  INTO v_w, v_r, v_outstanding, v_available, v_policy;
             v_settled := NULL;
-            IF v_s_entries IS NOT NULL THEN
+            IF a.entries IS NOT NULL THEN
                 SELECT jsonb_agg(jsonb_build_object('ledger_entry_id', s.entry, 'entry_type', e.entry_type,
                                                     'ref', e.ref, 'amount', round(s.take, 2)::text) ORDER BY s.k)
                   INTO v_settled
-                  FROM unnest(v_s_entries, v_s_takes) WITH ORDINALITY AS s(entry, take, k)
+                  FROM unnest(a.entries, a.takes) WITH ORDINALITY AS s(entry, take, k)
                  CROSS JOIN LATERAL (SELECT * FROM credit.ledger_entry y WHERE y.id = s.entry OFFSET 0) e;
+            END IF;
+            IF debit_ids[i] IS NOT NULL THEN  -- a reversal names the order of the debit it reverses
+                v_order_ref := (SELECT d.ref FROM credit.ledger_entry d WHERE d.id = debit_ids[i]);
             END IF;
             -- The entry's event (credit._entry_event's, with plain values).
             INSERT INTO credit.event_inbox (wholesaler_id, retailer_id, kind, ref, amount, available, data)
@@ -182,9 +187,7 @@ BEGIN
                     refs[i], amounts[i], v_available,
                     jsonb_strip_nulls(jsonb_build_object(
                         'ledger_entry_id', v_ids[i], 'outstanding', round(v_outstanding, 2)::text, 'reason', memos[i],
-                        'applies_to', _post_entries.applies_to,
-                        'order_ref', CASE WHEN debit_ids[i] IS NOT NULL THEN
-                                         (SELECT d.ref FROM credit.ledger_entry d WHERE d.id = debit_ids[i]) END))
+                        'applies_to', _post_entries.applies_to, 'order_ref', v_order_ref))
                     || jsonb_build_object('settlements', coalesce(v_settled, '[]')));
             IF v_policy THEN  -- the line's overdue_ended, if the entry ended its refusals
                 PERFORM credit._overdue_event(line_ids[i]);
