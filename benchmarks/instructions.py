@@ -76,8 +76,13 @@ CASES = {
     "record_payment, 10 applies_to, 100 lines": (
         "PREPARE s(text, text, text[]) AS SELECT code FROM credit.record_payment('b', $1, $2, 10, $3)",
         "EXECUTE s('remit{mod100}', '{tag}{i}', '{{{refs}}}')"),
+    # The floor under any remittance that keeps the data model (REMIT_FLOOR): the same call's rows, nothing else.
+    "remittance floor, 10 invoices, 100 lines": (
+        "PREPARE s(text, text, text[]) AS SELECT credit.bench_remit_floor($1, $2, 10, $3)",
+        "EXECUTE s('remit{mod100}', '{tag}{i}', '{{{refs}}}')"),
     "bare UPDATE": ("PREPARE s AS UPDATE bare SET used = used + 1 WHERE id = 0 AND used + 1 <= lim", "EXECUTE s"),
 }
+REMITTANCE_CASES = ("record_payment, 10 applies_to, 100 lines", "remittance floor, 10 invoices, 100 lines")
 
 
 # Run before a case's calls, the same in both of its runs (so it cancels out): what each call needs.
@@ -96,6 +101,46 @@ CASE_NEEDS = {
     "record_payment, 10 applies_to, 100 lines":
         "SELECT to_regprocedure('credit.record_payment(text, text, text, numeric, text[])') IS NOT NULL",
 }
+# The data model's floor under a remittance that pays its ten invoices in full
+# (the case's invoices are 1 each, the payment 10): a PL/pgSQL function as
+# SPEC's (SECURITY DEFINER, pinned search_path, bounded lock wait), owned by
+# credit_owner, that writes exactly the rows the real call writes and checks
+# nothing: the line (locked, outstanding, the oldest unpaid due date once the
+# named items are gone), the CREDIT (its key replays by ON CONFLICT), the ten
+# open items deleted, their ten settlements, one event. What any
+# record_payment naming ten invoices costs before it decides anything.
+REMIT_FLOOR = """
+CREATE FUNCTION credit.bench_remit_floor(p_retailer text, p_ref text, p_amount numeric, p_refs text[]) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+    v_line bigint;
+    v_entry bigint;
+    v_w text;
+    v_available numeric;
+BEGIN
+    UPDATE credit.line l
+       SET outstanding = l.outstanding - p_amount,
+           oldest_unpaid_due = (SELECT min(o.due_date) FROM credit.open_item o
+                                 WHERE o.line_id = l.id AND o.entry_id <> ALL (
+                                       SELECT e.id FROM credit.ledger_entry e
+                                        WHERE e.line_id = l.id AND e.entry_type = 'DEBIT' AND e.ref = ANY (p_refs)))
+     WHERE l.wholesaler_id = 'b' AND l.retailer_id = p_retailer
+    RETURNING l.id, l.wholesaler_id, l.credit_limit - l.reserved - l.outstanding INTO v_line, v_w, v_available;
+    INSERT INTO credit.ledger_entry AS e (line_id, entry_type, amount, ref, applies_to)
+    VALUES (v_line, 'CREDIT', p_amount, p_ref, p_refs)
+    ON CONFLICT DO NOTHING RETURNING e.id INTO v_entry;
+    WITH paid AS (
+        DELETE FROM credit.open_item o USING credit.ledger_entry e
+         WHERE e.line_id = v_line AND e.entry_type = 'DEBIT' AND e.ref = ANY (p_refs)
+           AND o.line_id = v_line AND o.due_date = e.due_date AND o.entry_id = e.id
+        RETURNING o.entry_id, o.unpaid)
+    INSERT INTO credit.settlement (line_id, item_id, amount) SELECT v_line, p.entry_id, p.unpaid FROM paid p;
+    INSERT INTO %(events)s (wholesaler_id, retailer_id, kind, ref, amount, available, data)
+    VALUES (v_w, p_retailer, 'payment_recorded', p_ref, p_amount, v_available, jsonb_build_object('ledger_entry_id', v_entry));
+    RETURN 'ok';
+END $$;
+ALTER FUNCTION credit.bench_remit_floor(text, text, numeric, text[]) OWNER TO credit_owner;
+"""
 # The remittance's invoices: ten DEBITs of 1 for each call of either run (refs d<run><i>.1 .. .10 on
 # line remit<i mod 100>), booked before the runs, so that each payment of 10 settles its ten in full.
 REMIT_SETUP = """
@@ -166,8 +211,14 @@ def measure(sql: Path, calls: int, cases: list[str]) -> dict[str, float | None]:
             present = {name: conn.execute(CASE_NEEDS.get(name, "SELECT true")).fetchone()[0] for name in cases}
             # Whenever the case is asked, whether or not this tree has it: the invoices
             # are in the tables (and their statistics) every other case runs on.
-            if "record_payment, 10 applies_to, 100 lines" in cases:
+            if all(name in cases for name in REMITTANCE_CASES):
+                raise SystemExit("the remittance and its floor pay the same invoices: measure them in runs of their own")
+            if any(name in REMITTANCE_CASES for name in cases):
                 conn.execute(REMIT_SETUP % {"most": 3 * calls})
+            if "remittance floor, 10 invoices, 100 lines" in cases:
+                events = "credit.event_inbox" if conn.execute(
+                    "SELECT to_regclass('credit.event_inbox') IS NOT NULL").fetchone()[0] else "credit.event"
+                conn.execute(REMIT_FLOOR % {"events": events})
             conn.execute("VACUUM ANALYZE")
     finally:
         server.stop()

@@ -28,5 +28,6 @@ REVOKE ALL ON FUNCTION credit._build_open_items(bigint) FROM PUBLIC;
 
 -- Runs on every load of the function files and finds work only after an
 -- upgrade from v1. Every function it reaches (_allocate_item,
--- _allocate_credit, _arrears_from) sorts before this file, so is loaded by now.
+-- _allocate_credit, _allocate_credits, _arrears_from) sorts before this file,
+-- so is loaded by now.
 SELECT credit._build_open_items(l.id) FROM credit.line l WHERE l.unapplied IS NULL ORDER BY l.id;

@@ -1,14 +1,15 @@
 SET ROLE credit_owner;
 
--- The event of a ledger entry other than a DEBIT (payment_recorded,
--- debit_reversed, balance_adjusted): written by posting (credit._post_entries)
--- right after the entry's allocation, with the settlements that allocation
--- made (the settlement rows after after_settlement) and the line's figures
--- as the entry left them (in a bulk call, before the items after it); then
--- the overdue event, if the entry ended (or began) the line's refusals. A
--- DEBIT's event is its booking's (credit._book_debit). A payment's is
--- written by posting itself, set-wise, with the same data, except in a bulk
--- call over lines with an overdue policy. The caller holds the line's lock.
+-- The event of a ledger entry other than a DEBIT, written by posting
+-- (credit._post_entries) right after the entry's allocation, with the
+-- settlements that allocation made (the settlement rows after
+-- after_settlement) and the line's figures as the entry left them; then the
+-- overdue event, if the entry ended (or began) the line's refusals. Posting
+-- calls it for a positive adjustment; the entries that settle open items
+-- (payments, reversals, negative adjustments) have theirs written by posting
+-- itself, with the same data, from the settlements their allocation returns.
+-- A DEBIT's event is its booking's (credit._book_debit). The caller holds
+-- the line's lock.
 CREATE OR REPLACE FUNCTION credit._entry_event(
     line_id bigint, entry_type text, entry_id bigint, ref text, amount numeric, due_date date, memo text,
     debit_id bigint, applies_to text[], after_settlement bigint)

@@ -428,6 +428,15 @@ class CreditMachine(RuleBasedStateMachine):
                 ("ok", hold.status, amount, previous, hold.remaining if hold.status == "active" else 0,
                  line.available)
 
+    @rule(r=RETAILERS, ref=REFS, over=st.sampled_from([D("0"), D("0.01"), D("100")]), key=AMEND_KEYS)
+    def raise_to_the_edge(self, r, ref, over, key):
+        """A raise of a hold by all that is available, or by a little more:
+        without it, raises at the edge of the limit are rare."""
+        line = self.lines.get(r)
+        hold = line.holds.get(ref) if line else None
+        if hold is not None and hold.status == "active":
+            self.amend_reservation(r, ref, hold.amount + max(line.available, D(0)) + over, key)
+
     @rule(r=RETAILERS, ref=REFS, amount=MONEY, due_in=DUE_IN)
     def deliver(self, r, ref, amount, due_in):
         """An order reserved and delivered in one step: without it, histories
@@ -641,13 +650,16 @@ BROKEN = {
         "v_freed numeric := CASE WHEN v_ends THEN v_remaining ELSE amount END;", "v_freed numeric := amount;")),
     # v1.2: a raise checked against more than is available.
     "raise_beyond_available": ("amend_reservation.sql", ("v_code := credit._refusal(l, v_delta, v_available);",
-                                                         "v_code := credit._refusal(l, v_delta, v_available + 1000);")),
+                                                         "v_code := credit._refusal(l, v_delta, v_available + 1000000);")),
     # v1.2: a shipment of all that remains leaves the hold active.
     "shipment_never_ends_the_hold": ("_book_debit.sql", ("v_ends boolean := final OR amount = v_remaining;",
                                                          "v_ends boolean := final;")),
     # v1.2: a remittance pays the invoices it names in reverse order.
-    "remittance_in_reverse_order": ("_post_entries.sql", ("                     ORDER BY f.i\n",
-                                                          "                     ORDER BY f.i DESC\n")),
+    "remittance_in_reverse_order": ("_allocate_credits.sql", ("ORDER BY f.i;",
+                                                              "ORDER BY f.i DESC;")),
+    # Payments, reversals and credit adjustments settle the newest item first.
+    "credit_settles_the_newest_first": ("_allocate_credits.sql", ("ORDER BY x.due_date, x.entry_id;",
+                                                                  "ORDER BY x.due_date DESC, x.entry_id DESC;")),
 }
 
 
