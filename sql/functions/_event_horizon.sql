@@ -3,7 +3,8 @@ SET ROLE credit_owner;
 -- The feed's horizon: an event_id such that every event_id at or below it is
 -- final (committed, or rolled back and never to appear), so that a reader
 -- may read up to it and never skip one that commits later. Migration 0010
--- gives the two arguments it advances by; this applies them.
+-- gives the three arguments it advances by, and why each is sound; this
+-- applies them.
 --
 -- - The run: the consecutive event_ids above the stored horizon that this
 --   call's snapshot sees, each committed. Any caller, on a primary or a

@@ -11,7 +11,7 @@
 -- (committed, or rolled back and never to appear). The rule every writer
 -- keeps makes that decidable: an event is written after the change it
 -- records, so its transaction has its xid before it draws the event_id
--- (credit._event). The horizon advances by two arguments
+-- (credit._event). The horizon advances by three arguments
 -- (credit._event_horizon), each enough on its own:
 --
 -- 1. A run. If every event_id from horizon + 1 up to k is visible to a
@@ -34,8 +34,20 @@
 --    credit.event_state and the first call whose snapshot passes X uses it.
 --    Not a snapshot's xmax for X: xmax is one past the newest xid that has
 --    completed, and a transaction with a larger xid may be open and already
---    hold an event_id <= C (the self-check of tests/contract/test_events.py
---    installs exactly that and loses events).
+--    hold an event_id <= C.
+-- 3. A probe, for a gap while a transaction that writes no events holds
+--    xmin back (a long one in any database of the cluster): every writer
+--    holds ROW EXCLUSIVE on credit.event from before it draws its event_id
+--    (the INSERT takes it) until it ends, or until the subtransaction that
+--    wrote the event rolls back with it. So if, after C was read, a lock
+--    that conflicts with ROW EXCLUSIVE can be had at once (SHARE, NOWAIT,
+--    in a subtransaction rolled back at once), every transaction that drew
+--    an event_id <= C has ended, and C is a horizon. While writers are
+--    always in flight the probe fails, and the samples advance the horizon.
+--
+-- tests/contract/test_events.py's race catches each argument broken (a
+-- sample used without waiting for xmin, a probe with a lock writers do not
+-- conflict with, a run taken past its first gap).
 --
 -- The horizon only grows; it is stored in credit.event_state by whichever
 -- call holds the horizon's lock (a transaction-level advisory lock keyed by
