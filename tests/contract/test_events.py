@@ -783,6 +783,38 @@ def test_a_wholesalers_reader_gets_only_its_lines(dep):
     assert sum(len(dep.read(feed, wholesaler_id="w1")) for feed in dep.feeds) == 4
 
 
+@pytest.mark.direct_only("reads the index statistics of the session that read the feed")
+def test_a_wholesalers_reader_uses_an_index_by_wholesaler_where_there_is_one(dep):
+    """The feed has no index by wholesaler (it would be written with every
+    event); a deployment that creates one (OPERATIONS.md) gets its
+    wholesaler pages read by it, whatever number of calls came before."""
+    conn = dep.conn
+    for w in ("w1", "w2"):
+        call(conn, "open_line", w, R, 10**6)
+    for i in range(4):
+        call(conn, "reserve_credit", "w2", R, f"o{i}", 1)
+        # Many other events between (written as a writer would, without the calls' time).
+        conn.execute("INSERT INTO credit.event (kind, wholesaler_id, retailer_id, ref, amount, available) "
+                     "SELECT 'hold_reserved', 'w1', %s, 'x' || g, 1, 1 FROM generate_series(1, 5000) g", [R])
+    mine = dep.read(wholesaler_id="w2")
+    assert [e["ref"] for e in mine] == [None, "o0", "o1", "o2", "o3"]
+    conn.execute("SET ROLE credit_owner")
+    conn.execute("CREATE INDEX event_wholesaler_idx ON credit.event (wholesaler_id, event_id)")
+    conn.execute("RESET ROLE")
+    conn.execute("ANALYZE credit.event")
+
+    def scans() -> int:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute("SELECT idx_scan FROM pg_stat_user_indexes "
+                            "WHERE indexrelname = 'event_wholesaler_idx'").fetchone()["idx_scan"]
+
+    before = scans()
+    for _ in range(8):  # past the calls after which a cached plan would be made generic
+        assert dep.read(wholesaler_id="w2") == mine
+    assert scans() >= before + 8
+
+
 # -- The Python client ----------------------------------------------------------------------
 
 def test_the_client_follows_the_feed_and_waits_for_more(dep):
