@@ -94,9 +94,6 @@ BEGIN
           INTO v_pruned, v_last, v_rows
           FROM credit.event_state s;
     ELSE
-        -- Planned for its arguments (EXECUTE): a plan kept for any arguments guesses the event_id range
-        -- small and would read the primary key even where an index by wholesaler exists.
-        EXECUTE $page$
         SELECT s.pruned_through, (SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END
                                     FROM credit.event_id_seq q),
                ARRAY(SELECT (e.event_id, e.kind, e.wholesaler_id, e.retailer_id, e.ref, e.amount,
@@ -115,13 +112,14 @@ BEGIN
                              END,
                              e.created_at)::credit.event_row
                        FROM credit.event e
-                      WHERE e.event_id > $1 AND e.event_id <= $2
-                        AND e.wholesaler_id = $3
-                      ORDER BY e.event_id LIMIT $4)
-          FROM credit.event_state s
-$page$
+                      -- The horizon as a filter (event_id - horizon <= 0), not as the range's other end: a
+                      -- plan kept for any arguments would guess that range small and read the primary key
+                      -- even where an index by wholesaler exists.
+                      WHERE e.event_id > after_event_id AND e.event_id - v_horizon <= 0
+                        AND e.wholesaler_id = events_after.wholesaler_id
+                      ORDER BY e.event_id LIMIT max_rows)
           INTO v_pruned, v_last, v_rows
-          USING after_event_id, v_horizon, events_after.wholesaler_id, max_rows;
+          FROM credit.event_state s;
     END IF;
 
     IF after_event_id < v_pruned THEN
