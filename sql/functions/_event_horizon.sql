@@ -17,7 +17,8 @@ SET ROLE credit_owner;
 --   before reading C may do. Its own sample is usable at once if no older
 --   transaction is running. Otherwise the stored sample is kept if not yet
 --   used (it becomes usable sooner than a newer one), or replaced.
--- - The probe, when its own sample is not usable at once: C is a horizon
+-- - The probe, when its own sample is not usable at once and the run did
+--   not move the horizon (or stopped at its bound): C is a horizon
 --   if, after C was read, no other transaction holds a lock on credit.event
 --   that conflicts with SHARE. A transaction that drew an event_id did so
 --   in an INSERT into credit.event, which took ROW EXCLUSIVE on the table
@@ -43,6 +44,7 @@ DECLARE
     s credit.event_state;
     v_xmin xid8;
     v_h bigint;
+    v_from bigint;        -- where this call's run started
     v_last bigint;
     v_xid xid8;
     v_now boolean;
@@ -54,6 +56,7 @@ BEGIN
     IF v_locked AND s.sample_xid <= v_xmin THEN
         v_h := greatest(v_h, s.sample_id);
     END IF;
+    v_from := v_h;
     v_h := coalesce((SELECT max(r.event_id)
                        FROM (SELECT e.event_id, row_number() OVER (ORDER BY e.event_id) AS n
                                FROM credit.event e WHERE e.event_id > v_h
@@ -69,7 +72,13 @@ BEGIN
         IF v_last > v_h THEN
             v_xid := pg_current_xact_id();
             v_now := pg_snapshot_xmin(pg_current_snapshot()) >= v_xid;
-            IF NOT v_now THEN
+            -- Only when the horizon is stuck (a gap that neither the run nor the
+            -- stored sample crossed) or far behind (the run stopped at its
+            -- bound): under load the run moves it on every call, and a probe's
+            -- SHARE lock, even refused, moves every writer's lock of the feed
+            -- off PostgreSQL's fast path for a moment (BENCHMARKS.md, "Events":
+            -- hot@8 paid for a probe on every call).
+            IF NOT v_now AND (v_h = s.horizon OR v_h - v_from = 10000) THEN
                 -- No writer of the feed in flight? Its lock, tried and given back at once.
                 BEGIN
                     LOCK TABLE credit.event IN SHARE MODE NOWAIT;
