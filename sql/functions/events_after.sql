@@ -21,8 +21,14 @@ SET ROLE credit_owner;
 --   issued raises 22023: it was not read here (another database or partition,
 --   or this database restored from a backup older than the cursor), and the
 --   events that will get the ids up to it would be skipped.
--- The check and the page are read by one statement, so by one snapshot: a
--- prune that commits meanwhile cannot open a gap between them.
+-- The page is returned as it is read (RETURN QUERY), and the checks come
+-- after it (an error discards the page): the last event_id issued is read
+-- before the page (it only grows, so an earlier read catches more cursors
+-- from elsewhere), pruned_through after it. pruned_through only grows, and a
+-- prune commits it with its DELETE: if a snapshot taken after the page's
+-- sees the cursor at or above it, the page's saw nothing removed above the
+-- cursor. (Reading the page into an array first, to check and read in one
+-- statement, cost a reader 12% more per event: BENCHMARKS.md, "Events".)
 --
 -- What the feed's row leaves out is added here: data.available, from the
 -- writer's available (rows written before migration 0010 have it in data
@@ -39,7 +45,6 @@ DECLARE
     v_pruned bigint;
     v_last bigint;
     v_horizon bigint;
-    v_rows credit.event_row[];
 BEGIN
     v_problem := CASE
         WHEN after_event_id IS NULL OR after_event_id < 0 THEN
@@ -65,63 +70,57 @@ BEGIN
         END IF;
     END IF;
     v_horizon := credit._event_horizon(NOT pg_is_in_recovery());
+    SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END INTO v_last FROM credit.event_id_seq q;
 
     -- Two statements, not one with `wholesaler_id IS NULL OR ...`, so that each has a plan of its own:
     -- a wholesaler's page by the primary key, filtering (what it reads is every event from the cursor up
     -- to the page's last, or up to the horizon), or by an index on (wholesaler_id, event_id) if the
     -- deployment has one (OPERATIONS.md, "Events": migration 0010 dropped it from the write path).
     IF events_after.wholesaler_id IS NULL THEN
-        SELECT s.pruned_through, (SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END
-                                    FROM credit.event_id_seq q),
-               ARRAY(SELECT (e.event_id, e.kind, e.wholesaler_id, e.retailer_id, e.ref, e.amount,
-                             CASE WHEN e.available IS NULL THEN e.data
-                                  ELSE coalesce(e.data,
-                                                CASE WHEN e.kind = 'hold_amended' THEN
-                                                    (SELECT jsonb_build_object('order_ref', a.order_ref,
-                                                                               'previous_amount', a.previous_amount::text,
-                                                                               'remaining_amount', a.new_amount::text,
-                                                                               'hold_status', 'active')
-                                                       FROM credit.line l
-                                                       JOIN credit.amendment a ON a.line_id = l.id AND a.amend_ref = e.ref
-                                                      WHERE l.wholesaler_id = e.wholesaler_id
-                                                        AND l.retailer_id = e.retailer_id) END,
-                                                '{}') || jsonb_build_object('available', round(e.available, 2)::text)
-                             END,
-                             e.created_at)::credit.event_row
-                       FROM credit.event e
-                      WHERE e.event_id > after_event_id AND e.event_id <= v_horizon
-                      ORDER BY e.event_id LIMIT max_rows)
-          INTO v_pruned, v_last, v_rows
-          FROM credit.event_state s;
+        RETURN QUERY SELECT e.event_id, e.kind, e.wholesaler_id, e.retailer_id, e.ref, e.amount,
+                            CASE WHEN e.available IS NULL THEN e.data
+                                 ELSE coalesce(e.data,
+                                               CASE WHEN e.kind = 'hold_amended' THEN
+                                                   (SELECT jsonb_build_object('order_ref', a.order_ref,
+                                                                              'previous_amount', a.previous_amount::text,
+                                                                              'remaining_amount', a.new_amount::text,
+                                                                              'hold_status', 'active')
+                                                      FROM credit.line l
+                                                      JOIN credit.amendment a ON a.line_id = l.id AND a.amend_ref = e.ref
+                                                     WHERE l.wholesaler_id = e.wholesaler_id
+                                                       AND l.retailer_id = e.retailer_id) END,
+                                               '{}') || jsonb_build_object('available', round(e.available, 2)::text)
+                            END,
+                            e.created_at
+                      FROM credit.event e
+                     WHERE e.event_id > after_event_id AND e.event_id <= v_horizon
+                     ORDER BY e.event_id LIMIT max_rows;
     ELSE
-        SELECT s.pruned_through, (SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END
-                                    FROM credit.event_id_seq q),
-               ARRAY(SELECT (e.event_id, e.kind, e.wholesaler_id, e.retailer_id, e.ref, e.amount,
-                             CASE WHEN e.available IS NULL THEN e.data
-                                  ELSE coalesce(e.data,
-                                                CASE WHEN e.kind = 'hold_amended' THEN
-                                                    (SELECT jsonb_build_object('order_ref', a.order_ref,
-                                                                               'previous_amount', a.previous_amount::text,
-                                                                               'remaining_amount', a.new_amount::text,
-                                                                               'hold_status', 'active')
-                                                       FROM credit.line l
-                                                       JOIN credit.amendment a ON a.line_id = l.id AND a.amend_ref = e.ref
-                                                      WHERE l.wholesaler_id = e.wholesaler_id
-                                                        AND l.retailer_id = e.retailer_id) END,
-                                                '{}') || jsonb_build_object('available', round(e.available, 2)::text)
-                             END,
-                             e.created_at)::credit.event_row
-                       FROM credit.event e
-                      -- The horizon as a filter (event_id - horizon <= 0), not as the range's other end: a
-                      -- plan kept for any arguments would guess that range small and read the primary key
-                      -- even where an index by wholesaler exists.
-                      WHERE e.event_id > after_event_id AND e.event_id - v_horizon <= 0
-                        AND e.wholesaler_id = events_after.wholesaler_id
-                      ORDER BY e.event_id LIMIT max_rows)
-          INTO v_pruned, v_last, v_rows
-          FROM credit.event_state s;
+        RETURN QUERY SELECT e.event_id, e.kind, e.wholesaler_id, e.retailer_id, e.ref, e.amount,
+                            CASE WHEN e.available IS NULL THEN e.data
+                                 ELSE coalesce(e.data,
+                                               CASE WHEN e.kind = 'hold_amended' THEN
+                                                   (SELECT jsonb_build_object('order_ref', a.order_ref,
+                                                                              'previous_amount', a.previous_amount::text,
+                                                                              'remaining_amount', a.new_amount::text,
+                                                                              'hold_status', 'active')
+                                                      FROM credit.line l
+                                                      JOIN credit.amendment a ON a.line_id = l.id AND a.amend_ref = e.ref
+                                                     WHERE l.wholesaler_id = e.wholesaler_id
+                                                       AND l.retailer_id = e.retailer_id) END,
+                                               '{}') || jsonb_build_object('available', round(e.available, 2)::text)
+                            END,
+                            e.created_at
+                      FROM credit.event e
+                     -- The horizon as a filter (event_id - horizon <= 0), not as the range's other end: a
+                     -- plan kept for any arguments would guess that range small and read the primary key
+                     -- even where an index by wholesaler exists.
+                     WHERE e.event_id > after_event_id AND e.event_id - v_horizon <= 0
+                       AND e.wholesaler_id = events_after.wholesaler_id
+                     ORDER BY e.event_id LIMIT max_rows;
     END IF;
 
+    SELECT s.pruned_through INTO v_pruned FROM credit.event_state s;
     IF after_event_id < v_pruned THEN
         RAISE USING ERRCODE = '55000',
             MESSAGE = format('events_pruned: the events after event_id %s up to %s were pruned (prune_events); '
@@ -135,7 +134,6 @@ BEGIN
                              '(another database or partition, or this database was restored from a backup older '
                              'than the cursor)', after_event_id, greatest(v_last, v_pruned));
     END IF;
-    RETURN QUERY SELECT * FROM unnest(v_rows);
 END
 $$;
 REVOKE ALL ON FUNCTION credit.events_after(bigint, integer, text) FROM PUBLIC;
