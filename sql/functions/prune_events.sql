@@ -33,12 +33,10 @@ BEGIN
 
     -- The oldest events by event_id until the first one that is young enough,
     -- at most up to the horizon: a scan of what is removed, plus one row.
-    SELECT least(coalesce((SELECT e.event_id - 1 FROM credit.event e
+    v_through := coalesce((SELECT e.event_id - 1 FROM credit.event e
                             WHERE e.created_at >= now() - older_than AND e.event_id <= v_horizon
                             ORDER BY e.event_id LIMIT 1),
-                          v_horizon),
-                 v_horizon)
-      INTO v_through;
+                          v_horizon);
     DELETE FROM credit.event e WHERE e.event_id <= v_through;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     IF v_count > 0 THEN
