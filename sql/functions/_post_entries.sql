@@ -178,6 +178,8 @@ BEGIN
             END IF;
             IF debit_ids[i] IS NOT NULL THEN  -- a reversal names the order of the debit it reverses
                 v_order_ref := (SELECT d.ref FROM credit.ledger_entry d WHERE d.id = debit_ids[i]);
+            ELSE
+                v_order_ref := NULL;
             END IF;
             -- The entry's event (credit._entry_event's, with plain values).
             INSERT INTO credit.event (wholesaler_id, retailer_id, kind, ref, amount, available, data)
