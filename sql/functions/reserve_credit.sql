@@ -2,11 +2,13 @@ SET ROLE credit_owner;
 
 -- Holds amount for an order if the line is active and has that much available.
 --
--- Fast path, two statements: the hold is inserted first, then one conditional
--- UPDATE locks the line, checks its room (credit._fast_path_room, the rule
--- reserve_credit_batch shares) and adds the amount. The line stays locked
--- until commit, so whatever runs after the lock is taken delays every other
--- reservation on that line; here that is only the UPDATE (BENCHMARKS.md).
+-- Fast path, three statements: the hold is inserted first, then one
+-- conditional UPDATE locks the line, checks its room (credit._fast_path_room,
+-- the rule reserve_credit_batch shares) and adds the amount, then the event
+-- is written. The line stays locked until commit, so whatever runs after the
+-- lock is taken delays every other reservation on that line; here that is
+-- the UPDATE and the event's INSERT, which must follow it: the line's lock
+-- orders the line's events (BENCHMARKS.md, "Events").
 -- Anything else (input to be refused, a key used before, a refusal, no such
 -- line, a moment passed at which the line changes by time alone) drops the
 -- speculative hold and takes the careful path: validate, lock, sweep, then
